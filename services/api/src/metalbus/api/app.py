@@ -1,0 +1,114 @@
+"""The FastAPI application: the HTTP front door of metalbus."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from metalbus.shared import __version__
+from metalbus.shared.contract.api import Role
+from metalbus.shared.metrics import PROMETHEUS_CONTENT_TYPE
+from metalbus.shared.runtime import ServiceDefinition, ServiceRuntime
+
+from . import problems, tokens
+from .edge import EdgeMiddleware
+from .eventlog import EventHub, register_consumers
+from .routes import events, services
+from .routes import tokens as token_routes
+from .settings import ApiSettings
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
+
+
+async def _setup(runtime: ServiceRuntime) -> None:
+    register_consumers(runtime)
+
+
+DEFINITION = ServiceDefinition(
+    name="api",
+    description="HTTP front door: auth, machines, event log",
+    settings_type=ApiSettings,
+    migrations=[MIGRATIONS],
+    setup=_setup,
+)
+
+
+async def bootstrap_admin(runtime: ServiceRuntime, settings: ApiSettings) -> None:
+    """Make sure an admin can get in: install the configured token, or make one and show it once."""
+    async with runtime.db.transaction() as session:
+        if await tokens.has_active_admin(session):
+            return
+        _, bearer = await tokens.issue(
+            session, name="admin (bootstrap)", role=Role.ADMIN, bearer=settings.bootstrap_token
+        )
+    if settings.bootstrap_token:
+        log.info("installed the configured bootstrap admin token")
+    elif settings.admin_token_file is not None:
+        path = settings.admin_token_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(bearer + "\n")
+        log.info("wrote the first admin token to %s", path)
+    else:
+        # Printed once, on stdout only (never into the logs): the operator's way in.
+        print(f"metalbus admin token (shown once): {bearer}", file=sys.stdout, flush=True)
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    """Build the API application; the runtime starts and stops with the app's lifespan."""
+    runtime = ServiceRuntime(DEFINITION, settings)
+    hub = EventHub(queue_size=settings.sse_queue)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        app.state.tokens = tokens.TokenChecker(runtime.db, settings.token_cache_s)
+        await bootstrap_admin(runtime, settings)
+        await hub.start(runtime.bus)
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await runtime.stop()
+
+    app = FastAPI(
+        title="metalbus",
+        version=__version__,
+        description="Provision bare-metal machines and KVM virtual machines. "
+        "Every route under /api/v1 needs `Authorization: Bearer <token>`.",
+        lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    app.state.settings = settings
+    app.state.hub = hub
+    app.add_middleware(EdgeMiddleware)
+    problems.install(app)
+    for router in (token_routes.router, services.router, events.router):
+        app.include_router(router, prefix="/api/v1")
+
+    @app.get("/healthz", tags=["health"], summary="Liveness (no token needed)")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive", "service": "api"}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: bus, database, stream (no token needed)")
+    async def readyz() -> JSONResponse:
+        report = await runtime.readiness()
+        return JSONResponse(report.model_dump(mode="json"), status_code=200 if report.ready else 503)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics (no token needed)")
+    async def metrics(_: Request) -> Response:
+        return Response(runtime.metrics.exposition(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+    return app

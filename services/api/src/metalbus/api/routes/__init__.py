@@ -1,0 +1,1 @@
+"""Versioned routes of the HTTP API (``/api/v1``)."""

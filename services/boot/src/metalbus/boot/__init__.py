@@ -1,0 +1,1 @@
+"""metalbus boot service: PXE boot: DHCP, TFTP, HTTP boot, boot configs."""

@@ -1,0 +1,1 @@
+"""metalbus compose service: KVM hosts (pods) and VM composition through libvirt."""

@@ -1,0 +1,1 @@
+"""metalbus discovery service: network discovery: ARP, NDP, mDNS, active scans."""

@@ -1,0 +1,1 @@
+"""metalbus ipam service: IP address management: fabrics, VLANs, spaces, subnets, ranges, addresses."""

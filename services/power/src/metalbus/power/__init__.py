@@ -1,0 +1,1 @@
+"""metalbus power service: BMC power control and polling."""

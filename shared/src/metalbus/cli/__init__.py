@@ -1,0 +1,1 @@
+"""The ``metalbus`` command line."""

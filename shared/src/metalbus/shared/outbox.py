@@ -1,0 +1,121 @@
+"""Transactional outbox: an event commits with the state change it describes.
+
+A service writes its change and calls :func:`stage` in the same transaction. If the
+transaction rolls back, the event never existed. If it commits, :class:`OutboxRelay`
+publishes it to JetStream (``Nats-Msg-Id`` = event id) and only then deletes the row. A crash
+or a bus outage between commit and publish leaves the row in place, and the relay sends it
+when it can; a crash after publish but before delete re-sends it, which the stream's
+duplicate window and the consumers' idempotency absorb.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import delete, func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from . import telemetry
+from .bus import Bus
+from .db import OUTBOX_FLAG, Database
+from .events import Event, utcnow
+from .messaging import OutboxMessage
+from .metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+
+def stage(session: AsyncSession, event: Event[Any]) -> None:
+    """Add an event to the outbox inside the caller's transaction.
+
+    The current trace context goes with it, so the trace continues in the consumers.
+    """
+    session.add(
+        OutboxMessage(
+            event_id=event.id,
+            subject=event.nats_subject,
+            event_type=event.type,
+            body=event.model_dump_json(),
+            headers=json.dumps(dict(telemetry.inject({}))),
+            created_at=utcnow(),
+        )
+    )
+    session.info[OUTBOX_FLAG] = True
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows in commit order; woken on commit, polling as a fallback.
+
+    Several replicas may relay from one database: a row two of them send is one message,
+    because JetStream drops the second copy by its ``Nats-Msg-Id``.
+    """
+
+    def __init__(
+        self, db: Database, bus: Bus, metrics: ServiceMetrics, *, batch: int = 200,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.metrics = metrics
+        self.batch = batch
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        db.on_outbox_commit(self._wake.set)
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of pending rows; returns how many were published.
+
+        Raises whatever the bus raised when it could not take them (the rows stay).
+        """
+        async with self.db.read() as session:
+            rows = (
+                await session.exec(select(OutboxMessage).order_by(col(OutboxMessage.seq)).limit(self.batch))
+            ).all()
+        if not rows:
+            self.metrics.outbox_pending.set(0)
+            return 0
+        await self.bus.publish_batch(
+            [(r.subject, r.body.encode(), r.event_id, json.loads(r.headers)) for r in rows]
+        )
+        async with self.db.transaction() as session:
+            await session.exec(delete(OutboxMessage).where(col(OutboxMessage.seq).in_([r.seq for r in rows])))  # type: ignore[call-overload]
+        for row in rows:
+            self.metrics.events_published(row.event_type).inc()
+        return len(rows)
+
+    async def pending(self) -> int:
+        """How many events wait to be published."""
+        async with self.db.read() as session:
+            return int((await session.exec(select(func.count()).select_from(OutboxMessage))).one())
+
+    async def run(self) -> None:
+        """Relay until cancelled; back off while the bus is down."""
+        backoff = self.poll_interval
+        while True:
+            self._wake.clear()
+            try:
+                published = await self.publish_pending()
+                backoff = self.poll_interval
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay cannot publish yet (%s); retrying", type(exc).__name__)
+                self.metrics.outbox_pending.set(await self._safe_pending())
+                published = 0
+                backoff = min(backoff * 2, 5.0)
+            if published >= self.batch:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+
+    async def _safe_pending(self) -> int:
+        try:
+            return await self.pending()
+        except Exception:
+            return -1
