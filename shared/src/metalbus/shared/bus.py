@@ -118,7 +118,9 @@ class Bus:
         delay = 0.1
         while True:
             try:
-                nc = await nats.connect(
+                # nats-py retries a first connection forever when reconnects are unlimited,
+                # so the deadline is enforced here.
+                nc = await asyncio.wait_for(nats.connect(
                     servers=urls,
                     name=f"metalbus-{service} {instance}".strip(),
                     max_reconnect_attempts=-1,
@@ -131,7 +133,7 @@ class Bus:
                     reconnected_cb=reconnected,
                     error_cb=error,
                     allow_reconnect=True,
-                )
+                ), timeout=max(deadline - time.monotonic(), 0.1))
                 break
             except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
                 if time.monotonic() + delay > deadline:

@@ -1,0 +1,199 @@
+"""The transactional outbox and idempotent consumers, on a real bus and real databases."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Awaitable
+
+import nats
+import pytest
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from metalbus.shared import outbox, subjects
+from metalbus.shared.events import EventPayload, RawEvent, event, new_event
+from metalbus.shared.messaging import OutboxMessage, ProcessedEvent
+from metalbus.shared.runtime import ServiceDefinition, ServiceRuntime
+from metalbus.shared.settings import ServiceSettings
+from tests.conftest import DatabaseFactory
+from tests.helpers import NatsServer, async_wait_for
+
+PRODUCER = "widgets"
+
+
+@event(PRODUCER, "widget", "made")
+class WidgetMade(EventPayload):
+    serial: str
+
+
+@event("flaky", "echo", "made")
+class EchoMade(EventPayload):
+    attempt: int
+
+
+class Boom(Exception):
+    pass
+
+
+def settings(nats_url: str, db: tuple[str, str | None]) -> ServiceSettings:
+    url, schema = db
+    return ServiceSettings(nats_url=nats_url, database_url=url, database_schema=schema, outbox_poll_s=0.2)
+
+
+async def start(
+    name: str, nats_url: str, db: tuple[str, str | None],
+    setup: Callable[[ServiceRuntime], Awaitable[None]] | None = None,
+) -> ServiceRuntime:
+    rt = ServiceRuntime(ServiceDefinition(name, f"{name} for tests", ServiceSettings, setup=setup), settings(nats_url, db))
+    await rt.start()
+    return rt
+
+
+@pytest.fixture
+async def runtimes() -> AsyncIterator[list[ServiceRuntime]]:
+    started: list[ServiceRuntime] = []
+    yield started
+    for rt in reversed(started):
+        await rt.stop()
+
+
+async def stream_events(nats_url: str, service: str) -> list[RawEvent]:
+    """Every message in a service's stream, read with an ephemeral ordered look."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(subjects.stream_name(service))
+        out = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            if info.state.messages == 0:
+                break
+            msg = await js.get_msg(subjects.stream_name(service), seq)
+            out.append(RawEvent.model_validate_json(msg.data or b""))
+        return out
+    finally:
+        await nc.close()
+
+
+async def outbox_rows(rt: ServiceRuntime) -> list[OutboxMessage]:
+    async with rt.db.read() as session:
+        return list((await session.exec(select(OutboxMessage))).all())
+
+
+async def test_rolled_back_event_is_never_published(
+    nats_server: NatsServer, db_factory: DatabaseFactory, runtimes: list[ServiceRuntime]
+) -> None:
+    rt = await start(PRODUCER, nats_server.url, db_factory())
+    runtimes.append(rt)
+    lost = new_event(WidgetMade(serial="rolled-back"))
+    kept = new_event(WidgetMade(serial="committed"))
+
+    with pytest.raises(Boom):
+        async with rt.db.transaction() as session:
+            outbox.stage(session, lost)
+            raise Boom
+    async with rt.db.transaction() as session:
+        outbox.stage(session, kept)
+
+    async def published() -> list[RawEvent]:
+        return await stream_events(nats_server.url, PRODUCER)
+
+    events = await async_wait_for(published, 10, "the committed event to be published")
+    assert [e.id for e in events] == [kept.id]
+    assert await outbox_rows(rt) == []
+
+
+async def test_event_survives_a_bus_outage_and_is_applied_exactly_once(
+    nats_server: NatsServer, db_factory: DatabaseFactory, runtimes: list[ServiceRuntime]
+) -> None:
+    applied: list[str] = []
+
+    async def apply(session: AsyncSession, ev: RawEvent) -> None:
+        applied.append(ev.id)
+
+    async def sink_setup(rt: ServiceRuntime) -> None:
+        rt.consumer(PRODUCER, "widgets", apply)
+
+    producer = await start(PRODUCER, nats_server.url, db_factory())
+    runtimes.append(producer)
+    sink = await start("sink", nats_server.url, db_factory(), sink_setup)
+    runtimes.append(sink)
+
+    nats_server.stop()
+    await async_wait_for(lambda: _false_when(producer.bus.is_connected), 10, "the producer to see the bus go")
+    made = new_event(WidgetMade(serial=uuid.uuid4().hex))
+    async with producer.db.transaction() as session:
+        outbox.stage(session, made)
+    # The relay is woken by the commit and fails; the event must still be waiting.
+    await async_wait_for(lambda: _later(producer.metrics.outbox_pending._value.get() == 1), 10,
+                         "the relay to report the pending event")
+    assert [r.event_id for r in await outbox_rows(producer)] == [made.id]
+    assert applied == []
+
+    nats_server.start()  # same port, same JetStream store
+
+    async def delivered() -> bool:
+        return applied == [made.id]
+
+    await async_wait_for(delivered, 30, "the event to reach the consumer after the bus came back")
+    assert await outbox_rows(producer) == []
+
+    # A re-send inside the duplicate window is dropped by the stream...
+    await producer.bus.publish_raw(made.nats_subject, made.to_bytes(), msg_id=made.id)
+    assert len(await stream_events(nats_server.url, PRODUCER)) == 1
+    # ...and one that slips past it (another message id) is recognised by the consumer.
+    await producer.bus.publish_raw(made.nats_subject, made.to_bytes(), msg_id=f"{made.id}-again")
+    assert len(await stream_events(nats_server.url, PRODUCER)) == 2
+
+    async def drained() -> bool:
+        info = await sink.bus.js.consumer_info(subjects.stream_name(PRODUCER), "sink-widgets")
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    await async_wait_for(drained, 10, "the consumer to take both copies")
+    assert applied == [made.id]
+    async with sink.db.read() as session:
+        processed = (await session.exec(select(ProcessedEvent))).all()
+    assert [(p.consumer, p.event_id) for p in processed] == [("sink-widgets", made.id)]
+
+
+async def test_failing_handler_is_retried_and_its_changes_roll_back(
+    nats_server: NatsServer, db_factory: DatabaseFactory, runtimes: list[ServiceRuntime]
+) -> None:
+    attempts: list[str] = []
+
+    async def flaky(session: AsyncSession, ev: RawEvent) -> None:
+        attempts.append(ev.id)
+        # Stage an event of our own: it must vanish with the failed attempt.
+        outbox.stage(session, new_event(EchoMade(attempt=len(attempts))))
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt fails")
+
+    async def setup(rt: ServiceRuntime) -> None:
+        rt.consumer(PRODUCER, "flaky", flaky)
+
+    producer = await start(PRODUCER, nats_server.url, db_factory())
+    runtimes.append(producer)
+    consumer = await start("flaky", nats_server.url, db_factory(), setup)
+    runtimes.append(consumer)
+
+    made = new_event(WidgetMade(serial="x"))
+    await producer.bus.publish(made)
+
+    async def twice() -> bool:
+        return len(attempts) == 2
+
+    await async_wait_for(twice, 20, "the redelivery after the failure")
+    # Only the successful attempt's own event was committed (and then published).
+    async def republished() -> list[RawEvent]:
+        return await stream_events(nats_server.url, "flaky")
+
+    echoes = await async_wait_for(republished, 10, "the consumer's own event")
+    assert [e.data["attempt"] for e in echoes] == [2]
+    assert attempts == [made.id, made.id]
+
+
+def _false_when(value: bool) -> Awaitable[bool]:
+    return _later(not value)
+
+
+async def _later(value: bool) -> bool:
+    return value
