@@ -89,6 +89,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/docs",
         redoc_url=None,
+        # FastAPI's own request span would start the trace from the headers a second time,
+        # beside EdgeMiddleware's (which also carries the request id); metrics and logs
+        # are the runtime's. So FastAPI's built-in telemetry stays off.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.runtime = runtime
     app.state.settings = settings
@@ -96,7 +100,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(EdgeMiddleware)
     problems.install(app)
     for router in (token_routes.router, services.router, events.router):
-        app.include_router(router, prefix="/api/v1")
+        app.include_router(router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness (no token needed)")
     async def healthz() -> dict[str, str]:

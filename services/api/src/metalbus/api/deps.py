@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from metalbus.shared.bus import Bus
 from metalbus.shared.contract.api import Role
+from metalbus.shared.db import Database
 from metalbus.shared.errors import Forbidden, Unauthorized
 from metalbus.shared.runtime import ServiceRuntime
 
@@ -41,9 +42,8 @@ def get_checker(request: Request) -> TokenChecker:
     return request.app.state.tokens  # type: ignore[no-any-return]
 
 
-async def write_session(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> AsyncIterator[AsyncSession]:
-    async with runtime.db.transaction() as session:
-        yield session
+def get_database(request: Request) -> Database:
+    return request.app.state.runtime.db  # type: ignore[no-any-return]
 
 
 async def read_session(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> AsyncIterator[AsyncSession]:
@@ -55,7 +55,9 @@ RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 BusDep = Annotated[Bus, Depends(get_bus)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
-WriteSession = Annotated[AsyncSession, Depends(write_session)]
+# Writes open their transaction inside the route (``async with db.transaction()``), so the
+# commit happens before the response is sent: a yield-dependency's teardown may run after it.
+DatabaseDep = Annotated[Database, Depends(get_database)]
 ReadSession = Annotated[AsyncSession, Depends(read_session)]
 CheckerDep = Annotated[TokenChecker, Depends(get_checker)]
 

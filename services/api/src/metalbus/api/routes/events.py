@@ -15,11 +15,12 @@ from metalbus.shared.errors import NotFound
 from metalbus.shared.events import RawEvent
 from metalbus.shared.runtime import ServiceRuntime
 
+from . import API_PREFIX
 from ..deps import HubDep, Reader, ReadSession, RuntimeDep, SettingsDep
 from ..eventlog import TypeFilter, page_after, seq_of, to_public
 from ..models import EventPage, EventPublic, EventRecord
 
-router = APIRouter(tags=["events"])
+router = APIRouter(prefix=API_PREFIX, tags=["events"])
 TypesQuery = Annotated[
     list[str], Query(alias="type", description="event types; a trailing * matches a prefix")
 ]

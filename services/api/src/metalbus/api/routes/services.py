@@ -11,9 +11,10 @@ from metalbus.shared import subjects
 from metalbus.shared.commands import Empty, Pong, ReadinessCheck, ServiceStatus, ping, status
 from metalbus.shared.errors import MetalbusError
 
+from . import API_PREFIX
 from ..deps import BusDep, Reader
 
-router = APIRouter(tags=["services"])
+router = APIRouter(prefix=API_PREFIX, tags=["services"])
 ServiceName = Literal["api", "ipam", "compose", "boot", "power", "discovery"]
 
 

@@ -7,11 +7,12 @@ from datetime import timedelta
 from fastapi import APIRouter, Response, status
 from sqlmodel import col, select
 
-from ..deps import Admin, CheckerDep, Reader, ReadSession, WriteSession
+from . import API_PREFIX
+from ..deps import Admin, CheckerDep, DatabaseDep, Reader, ReadSession
 from ..models import ApiToken, TokenCreate, TokenIssued, TokenPublic
 from .. import tokens
 
-router = APIRouter(tags=["tokens"])
+router = APIRouter(prefix=API_PREFIX, tags=["tokens"])
 
 
 @router.get("/whoami", summary="The token making the request")
@@ -24,11 +25,12 @@ async def whoami(principal: Reader) -> dict[str, str | None]:
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenIssued,
              summary="Create a token (its secret is shown once)")
-async def create_token(body: TokenCreate, principal: Admin, session: WriteSession) -> TokenIssued:
+async def create_token(body: TokenCreate, principal: Admin, db: DatabaseDep) -> TokenIssued:
     expires = timedelta(days=body.expires_in_days) if body.expires_in_days else None
-    row, bearer = await tokens.issue(
-        session, name=body.name, role=body.role, expires_in=expires, created_by=principal.token_id
-    )
+    async with db.transaction() as session:
+        row, bearer = await tokens.issue(
+            session, name=body.name, role=body.role, expires_in=expires, created_by=principal.token_id
+        )
     return TokenIssued(**TokenPublic.model_validate(row, from_attributes=True).model_dump(), token=bearer)
 
 
@@ -38,7 +40,8 @@ async def list_tokens(_: Admin, session: ReadSession) -> list[ApiToken]:
 
 
 @router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke a token")
-async def revoke_token(token_id: str, principal: Admin, session: WriteSession, checker: CheckerDep) -> Response:
-    await tokens.revoke(session, token_id, revoked_by=principal.token_id)
+async def revoke_token(token_id: str, principal: Admin, db: DatabaseDep, checker: CheckerDep) -> Response:
+    async with db.transaction() as session:
+        await tokens.revoke(session, token_id, revoked_by=principal.token_id)
     checker.forget(token_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
