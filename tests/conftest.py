@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -46,7 +45,7 @@ async def _postgres_reachable() -> bool:
             conn = await asyncpg.connect(postgres_url(), timeout=3)
             await conn.close()
             _pg_reachable = True
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, asyncpg.PostgresError):
             _pg_reachable = False
     return _pg_reachable
 
@@ -55,7 +54,9 @@ DatabaseFactory = Callable[[], tuple[str, str | None]]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def db_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DatabaseFactory]:
+async def db_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[DatabaseFactory]:
     """Makes fresh databases, one per call, as (URL, schema): SQLite files, or schemas in
     the test PostgreSQL (one schema per service, as in production). All dropped afterwards."""
     made: list[str] = []

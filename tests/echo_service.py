@@ -42,7 +42,9 @@ def definition(service: str) -> ServiceDefinition:
 
         rt.command(echo(service), handle)
 
-    return ServiceDefinition(name=service, description="echo for tests", settings_type=ServiceSettings, setup=setup)
+    return ServiceDefinition(
+        name=service, description="echo for tests", settings_type=ServiceSettings, setup=setup
+    )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,20 @@ class NatsServer:
         port = str(self.port) if self.port else "-1"
         self.log.write_bytes(b"")
         self.process = subprocess.Popen(
-            [NATS_BINARY, "-a", "127.0.0.1", "-p", port, "-js", "-sd", str(self.store), "-l", str(self.log)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                NATS_BINARY,
+                "-a",
+                "127.0.0.1",
+                "-p",
+                port,
+                "-js",
+                "-sd",
+                str(self.store),
+                "-l",
+                str(self.log),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
         def listening() -> bool:
@@ -101,7 +113,9 @@ class InLoopServer:
 
     def __init__(self, app: Any) -> None:
         self.server = EmbeddedServer(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on")
+            uvicorn.Config(
+                app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on"
+            )
         )
         self.task: asyncio.Task[None] | None = None
 

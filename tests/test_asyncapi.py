@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import metalbus.shared.contract  # noqa: F401  (registers every event type)
 import pytest
 import yaml
+from referencing import Registry
+from referencing.jsonschema import DRAFT7
+
+import metalbus.shared.contract  # noqa: F401  (registers every event type)
 from metalbus.shared import asyncapi, subjects
 from metalbus.shared.commands import (
     Command,
@@ -34,8 +37,6 @@ from metalbus.shared.commands import (
 from metalbus.shared.contract.api import Role, TokenCreated, TokenRevoked
 from metalbus.shared.errors import ERRORS_BY_CODE
 from metalbus.shared.events import EVENT_TYPES, EventPayload, new_event
-from referencing import Registry
-from referencing.jsonschema import DRAFT7
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_PATH = ROOT / "docs" / "asyncapi.yaml"

@@ -48,16 +48,24 @@ class ApiUnderTest:
 async def api(nats_server: NatsServer, db_factory: DatabaseFactory) -> AsyncIterator[ApiUnderTest]:
     url, schema = db_factory()
     settings = ApiSettings(
-        nats_url=nats_server.url, database_url=url, database_schema=schema, port=0,
-        bootstrap_token=ADMIN_TOKEN, sse_heartbeat_s=0.5,
+        nats_url=nats_server.url,
+        database_url=url,
+        database_schema=schema,
+        port=0,
+        bootstrap_token=ADMIN_TOKEN,
+        sse_heartbeat_s=0.5,
     )
     ipam_url, ipam_schema = db_factory()
     ipam = ServiceRuntime(
-        IPAM, IpamSettings(nats_url=nats_server.url, database_url=ipam_url, database_schema=ipam_schema)
+        IPAM,
+        IpamSettings(nats_url=nats_server.url, database_url=ipam_url, database_schema=ipam_schema),
     )
     await ipam.start()
     try:
-        async with InLoopServer(create_app(settings)) as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
+        async with (
+            InLoopServer(create_app(settings)) as base,
+            httpx.AsyncClient(base_url=base, timeout=10) as client,
+        ):
             yield ApiUnderTest(base, client, settings, ipam, nats_server)
     finally:
         await ipam.stop()

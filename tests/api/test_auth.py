@@ -10,17 +10,22 @@ PROBLEM = "application/problem+json"
 
 
 async def make_token(api: ApiUnderTest, role: str, **extra: object) -> dict[str, object]:
-    response = await api.client.post("/api/v1/tokens", json={"name": f"{role} token", "role": role, **extra},
-                                      headers=api.auth())
+    response = await api.client.post(
+        "/api/v1/tokens", json={"name": f"{role} token", "role": role, **extra}, headers=api.auth()
+    )
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic YWRtaW46YWRtaW4="},
-     {"Authorization": "Bearer mb_000000000001.wrong-secret-but-long-enough-00000"},
-     {"Authorization": "Bearer mb_ffffffffffff.no-such-token-but-long-enough-0000"}],
+    [
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Basic YWRtaW46YWRtaW4="},
+        {"Authorization": "Bearer mb_000000000001.wrong-secret-but-long-enough-00000"},
+        {"Authorization": "Bearer mb_ffffffffffff.no-such-token-but-long-enough-0000"},
+    ],
     ids=["missing", "malformed", "basic", "wrong-secret", "unknown-id"],
 )
 async def test_missing_or_bad_token_is_401(api: ApiUnderTest, headers: dict[str, str]) -> None:
@@ -43,9 +48,15 @@ async def test_health_needs_no_token_but_everything_else_does(api: ApiUnderTest)
         if not path.startswith("/api/v1/"):
             continue
         for method in methods:
-            concrete = path.replace("{service}", "ipam").replace("{token_id}", "x").replace("{event_id}", "x")
+            concrete = (
+                path.replace("{service}", "ipam")
+                .replace("{token_id}", "x")
+                .replace("{event_id}", "x")
+            )
             response = await api.client.request(method.upper(), concrete)
-            assert response.status_code == 401, f"{method.upper()} {path} answered {response.status_code}"
+            assert response.status_code == 401, (
+                f"{method.upper()} {path} answered {response.status_code}"
+            )
 
 
 async def test_wrong_role_is_403(api: ApiUnderTest) -> None:
@@ -65,13 +76,17 @@ async def test_wrong_role_is_403(api: ApiUnderTest) -> None:
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"name": "x", "role": "superuser"}, "body.role"),
-     ({"role": "admin"}, "body.name"),
-     ({"name": "", "role": "admin"}, "body.name"),
-     ({"name": "x", "role": "admin", "expires_in_days": -1}, "body.expires_in_days"),
-     ({"name": "x", "role": "admin", "colour": "red"}, "body.colour")],
+    [
+        ({"name": "x", "role": "superuser"}, "body.role"),
+        ({"role": "admin"}, "body.name"),
+        ({"name": "", "role": "admin"}, "body.name"),
+        ({"name": "x", "role": "admin", "expires_in_days": -1}, "body.expires_in_days"),
+        ({"name": "x", "role": "admin", "colour": "red"}, "body.colour"),
+    ],
 )
-async def test_malformed_body_is_422_naming_the_field(api: ApiUnderTest, body: dict[str, object], field: str) -> None:
+async def test_malformed_body_is_422_naming_the_field(
+    api: ApiUnderTest, body: dict[str, object], field: str
+) -> None:
     before = (await api.client.get("/api/v1/tokens", headers=api.auth())).json()
     response = await api.client.post("/api/v1/tokens", json=body, headers=api.auth())
     assert response.status_code == 422
@@ -80,12 +95,16 @@ async def test_malformed_body_is_422_naming_the_field(api: ApiUnderTest, body: d
     assert problem["code"] == "validation_error"
     assert problem["field"] == field
     assert field in [e["field"] for e in problem["errors"]]
-    assert (await api.client.get("/api/v1/tokens", headers=api.auth())).json() == before  # nothing changed
+    assert (
+        await api.client.get("/api/v1/tokens", headers=api.auth())
+    ).json() == before  # nothing changed
 
 
 async def test_not_json_is_422_not_500(api: ApiUnderTest) -> None:
     response = await api.client.post(
-        "/api/v1/tokens", content=b"{not json", headers={**api.auth(), "content-type": "application/json"}
+        "/api/v1/tokens",
+        content=b"{not json",
+        headers={**api.auth(), "content-type": "application/json"},
     )
     assert response.status_code == 422
     assert response.json()["code"] == "validation_error"

@@ -24,7 +24,10 @@ async def test_ping_goes_over_the_bus_to_the_service(api: ApiUnderTest) -> None:
     assert response.status_code == 200
     assert response.json()["service"] == "ipam"
     assert response.json()["instance"] == api.ipam.settings.instance_id
-    statuses = {s["service"]: s for s in (await api.client.get("/api/v1/services", headers=api.auth())).json()}
+    statuses = {
+        s["service"]: s
+        for s in (await api.client.get("/api/v1/services", headers=api.auth())).json()
+    }
     assert statuses["ipam"]["ready"] is True and statuses["api"]["ready"] is True
     assert statuses["boot"]["ready"] is False
     assert "no boot service" in statuses["boot"]["checks"][0]["detail"]
@@ -34,7 +37,9 @@ async def test_ping_goes_over_the_bus_to_the_service(api: ApiUnderTest) -> None:
 
 async def test_no_responders_is_a_clean_503(api: ApiUnderTest) -> None:
     await api.ipam.stop()
-    response = await asyncio.wait_for(api.client.get("/api/v1/services/ipam/ping", headers=api.auth()), 5)
+    response = await asyncio.wait_for(
+        api.client.get("/api/v1/services/ipam/ping", headers=api.auth()), 5
+    )
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == "service_unavailable"
@@ -68,7 +73,9 @@ async def test_one_trace_runs_from_http_through_nats_into_the_service(api: ApiUn
     def spans() -> dict[str, Any]:
         return {s.name: s for s in SPANS.get_finished_spans()}
 
-    await async_wait_for(lambda: _now("metalbus.cmd.ipam.ping process" in spans()), 5, "the service span")
+    await async_wait_for(
+        lambda: _now("metalbus.cmd.ipam.ping process" in spans()), 5, "the service span"
+    )
     by_name = spans()
     http = by_name["GET /api/v1/services/{service}/ping"]
     client = by_name["metalbus.cmd.ipam.ping request"]
@@ -87,16 +94,22 @@ async def _now(value: bool) -> bool:
 async def create_tokens(api: ApiUnderTest, count: int) -> list[str]:
     ids = []
     for i in range(count):
-        response = await api.client.post("/api/v1/tokens", json={"name": f"t{i}", "role": "readonly"},
-                                          headers=api.auth())
+        response = await api.client.post(
+            "/api/v1/tokens", json={"name": f"t{i}", "role": "readonly"}, headers=api.auth()
+        )
         ids.append(response.json()["id"])
     return ids
 
 
 async def logged(api: ApiUnderTest, type_: str, count: int) -> list[dict[str, Any]]:
     async def enough() -> list[dict[str, Any]] | None:
-        page = (await api.client.get("/api/v1/events", params={"type": type_, "after": 0, "limit": 1000},
-                                     headers=api.auth())).json()
+        page = (
+            await api.client.get(
+                "/api/v1/events",
+                params={"type": type_, "after": 0, "limit": 1000},
+                headers=api.auth(),
+            )
+        ).json()
         return page["items"] if len(page["items"]) >= count else None
 
     return await async_wait_for(enough, 10, f"{count} {type_} events in the log")  # type: ignore[no-any-return]
@@ -122,8 +135,9 @@ async def test_event_log_pages_and_filters(api: ApiUnderTest) -> None:
             break
     assert len(seen) == 7 and seen == sorted(seen, reverse=True)
 
-    only_revoked = (await api.client.get("/api/v1/events", params={"type": TOKEN_REVOKED},
-                                         headers=api.auth())).json()["items"]
+    only_revoked = (
+        await api.client.get("/api/v1/events", params={"type": TOKEN_REVOKED}, headers=api.auth())
+    ).json()["items"]
     assert [e["subject"] for e in only_revoked] == [ids[0]]
     one = await api.client.get(f"/api/v1/events/{only_revoked[0]['id']}", headers=api.auth())
     assert one.json()["data"] == {"token_id": ids[0], "revoked_by": "000000000001"}
@@ -144,11 +158,17 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, str]]:
             frame[key] = value
 
 
-async def first_events(api: ApiUnderTest, count: int, params: dict[str, str],
-                       headers: dict[str, str] | None = None, during: Any = None) -> list[dict[str, str]]:
+async def first_events(
+    api: ApiUnderTest,
+    count: int,
+    params: dict[str, str],
+    headers: dict[str, str] | None = None,
+    during: Any = None,
+) -> list[dict[str, str]]:
     got: list[dict[str, str]] = []
-    async with api.client.stream("GET", "/api/v1/events/stream", params=params,
-                                 headers={**api.auth(), **(headers or {})}) as response:
+    async with api.client.stream(
+        "GET", "/api/v1/events/stream", params=params, headers={**api.auth(), **(headers or {})}
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         if during is not None:
@@ -177,5 +197,9 @@ async def test_live_stream_filters_by_type_and_resumes_from_the_log(api: ApiUnde
     assert envelope["subject"] == ids[0] and envelope["id"] == live[0]["id"]
 
     created = await logged(api, TOKEN_CREATED, 3)
-    resumed = await first_events(api, 2, {"type": TOKEN_CREATED}, headers={"Last-Event-ID": created[0]["id"]})
-    assert [json.loads(f["data"])["subject"] for f in resumed] == [e["subject"] for e in created[1:3]]
+    resumed = await first_events(
+        api, 2, {"type": TOKEN_CREATED}, headers={"Last-Event-ID": created[0]["id"]}
+    )
+    assert [json.loads(f["data"])["subject"] for f in resumed] == [
+        e["subject"] for e in created[1:3]
+    ]

@@ -52,8 +52,11 @@ class Replicas:
         }
         log = (self.tmp / f"{instance}.log").open("wb")
         self.processes[instance] = subprocess.Popen(
-            [sys.executable, "-m", "tests.echo_service", self.service], cwd=REPO, env=env,
-            stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "tests.echo_service", self.service],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def stop_all(self) -> None:
@@ -119,7 +122,9 @@ async def test_two_replicas_split_the_load_and_survive_one_stopping(
     assert retried <= 1
 
 
-async def test_typed_errors_cross_the_bus(nats_server: NatsServer, client: Bus, tmp_path: Path) -> None:
+async def test_typed_errors_cross_the_bus(
+    nats_server: NatsServer, client: Bus, tmp_path: Path
+) -> None:
     service = service_name()
     rt = ServiceRuntime(
         definition(service),

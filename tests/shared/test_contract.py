@@ -20,7 +20,10 @@ def test_subjects_follow_one_scheme() -> None:
     assert subjects.command_subject("ipam", "allocate") == "metalbus.cmd.ipam.allocate"
     assert subjects.event_subject("ipam", "subnet", "created") == "metalbus.evt.ipam.subnet.created"
     assert subjects.event_type("ipam", "subnet", "created") == "io.metalbus.ipam.subnet.created.v1"
-    assert subjects.subject_for_type("io.metalbus.ipam.subnet.created.v2") == "metalbus.evt.ipam.subnet.created"
+    assert (
+        subjects.subject_for_type("io.metalbus.ipam.subnet.created.v2")
+        == "metalbus.evt.ipam.subnet.created"
+    )
     assert subjects.stream_name("boot") == "METALBUS_BOOT"
     assert subjects.queue_group("power") == "metalbus-power"
 
@@ -33,7 +36,9 @@ def test_subject_tokens_are_checked(token: str) -> None:
         subjects.event_subject("ipam", token, "created")
 
 
-@pytest.mark.parametrize("bad", ["io.metalbus.ipam.subnet.created", "org.other.ipam.subnet.created.v1", "x"])
+@pytest.mark.parametrize(
+    "bad", ["io.metalbus.ipam.subnet.created", "org.other.ipam.subnet.created.v1", "x"]
+)
 def test_subject_for_type_rejects_foreign_types(bad: str) -> None:
     with pytest.raises(ValueError):
         subjects.subject_for_type(bad)
@@ -55,7 +60,9 @@ def test_event_round_trip_keeps_type_and_payload() -> None:
 def test_decode_rejects_bad_events_with_a_field() -> None:
     with pytest.raises(ValidationFailed):
         decode_event(b"not json")
-    unknown = new_event(TokenCreated(token_id="a", name="n", role=Role.ADMIN)).model_dump(mode="json")
+    unknown = new_event(TokenCreated(token_id="a", name="n", role=Role.ADMIN)).model_dump(
+        mode="json"
+    )
     unknown["type"] = "io.metalbus.api.token.exploded.v1"
     import json
 

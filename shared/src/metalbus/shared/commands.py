@@ -78,6 +78,10 @@ def ping(service: str) -> Command[Empty, Pong]:
 def status(service: str) -> Command[Empty, ServiceStatus]:
     """The readiness report every service answers."""
     return Command(
-        service, "status", Empty, ServiceStatus, timeout=3.0,
+        service,
+        "status",
+        Empty,
+        ServiceStatus,
+        timeout=3.0,
         description="Readiness of a replica (bus, database, event stream)",
     )

@@ -62,7 +62,9 @@ class Database:
             engine_args.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
             if self.schema:
                 connect_args["server_settings"] = {"search_path": self.schema}
-        self.engine: AsyncEngine = create_async_engine(self.url, connect_args=connect_args, **engine_args)
+        self.engine: AsyncEngine = create_async_engine(
+            self.url, connect_args=connect_args, **engine_args
+        )
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
         self._writer = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
@@ -115,7 +117,9 @@ class Database:
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
         async with self.engine.begin() as conn:
             if self.dialect == "postgresql":
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                )
             await conn.run_sync(_upgrade, cfg)
 
     async def dispose(self) -> None:

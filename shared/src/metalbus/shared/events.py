@@ -38,7 +38,9 @@ class EventPayload(BaseModel):
     @classmethod
     def event_type(cls) -> str:
         """CloudEvents type of this payload."""
-        return subjects.event_type(cls.event_service, cls.event_entity, cls.event_name, cls.event_version)
+        return subjects.event_type(
+            cls.event_service, cls.event_entity, cls.event_name, cls.event_version
+        )
 
     @classmethod
     def subject(cls) -> str:
@@ -130,12 +132,15 @@ def new_event(
     payload: PayloadT, *, subject: str | None = None, source: str | None = None
 ) -> Event[PayloadT]:
     """Wrap a payload in an envelope; the source defaults to the payload's service."""
-    return Event[type(payload)](  # type: ignore[misc]
+    # Parametrised at run time so the envelope validates and serialises the concrete payload.
+    envelope_type: Any = Event.__class_getitem__(type(payload))
+    envelope: Event[PayloadT] = envelope_type(
         source=source or subjects.event_source(payload.event_service),
         type=payload.event_type(),
         subject=subject,
         data=payload,
     )
+    return envelope
 
 
 class RawEvent(BaseModel):

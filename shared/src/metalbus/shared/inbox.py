@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 ApplyEvent = Callable[[AsyncSession, RawEvent], Awaitable[None]]
 
 
-def idempotent(db: Database, consumer: str, apply: ApplyEvent) -> Callable[[RawEvent], Awaitable[None]]:
+def idempotent(
+    db: Database, consumer: str, apply: ApplyEvent
+) -> Callable[[RawEvent], Awaitable[None]]:
     """Wrap ``apply(session, event)`` so it runs once per event id for this consumer."""
 
     async def handle(event: RawEvent) -> None:
@@ -35,7 +37,9 @@ def idempotent(db: Database, consumer: str, apply: ApplyEvent) -> Callable[[RawE
                 if await session.get(ProcessedEvent, (consumer, event.id)) is not None:
                     log.debug("consumer %s already applied event %s", consumer, event.id)
                     return
-                session.add(ProcessedEvent(consumer=consumer, event_id=event.id, processed_at=utcnow()))
+                session.add(
+                    ProcessedEvent(consumer=consumer, event_id=event.id, processed_at=utcnow())
+                )
                 await apply(session, event)
         except IntegrityError:
             async with db.read() as session:
@@ -50,5 +54,7 @@ async def forget_processed(db: Database, older_than: timedelta) -> int:
     """Drop processed-event records older than the stream keeps events (they can't come back)."""
     cutoff = utcnow() - older_than
     async with db.transaction() as session:
-        result = await session.exec(delete(ProcessedEvent).where(col(ProcessedEvent.processed_at) < cutoff))  # type: ignore[call-overload]
+        result = await session.exec(
+            delete(ProcessedEvent).where(col(ProcessedEvent.processed_at) < cutoff)
+        )
         return int(result.rowcount or 0)

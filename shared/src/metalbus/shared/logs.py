@@ -14,7 +14,11 @@ from opentelemetry import trace
 request_id_var: ContextVar[str | None] = ContextVar("metalbus_request_id", default=None)
 """Set by the HTTP edge for the duration of a request; logged with every record."""
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "color_message"}
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -55,7 +59,9 @@ def setup_logging(service: str, instance: str, level: str = "INFO", fmt: str = "
     if fmt == "json":
         handler.setFormatter(JsonFormatter(service, instance))
     else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

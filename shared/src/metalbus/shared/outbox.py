@@ -55,7 +55,12 @@ class OutboxRelay:
     """
 
     def __init__(
-        self, db: Database, bus: Bus, metrics: ServiceMetrics, *, batch: int = 200,
+        self,
+        db: Database,
+        bus: Bus,
+        metrics: ServiceMetrics,
+        *,
+        batch: int = 200,
         poll_interval: float = 1.0,
     ) -> None:
         self.db = db
@@ -73,7 +78,9 @@ class OutboxRelay:
         """
         async with self.db.read() as session:
             rows = (
-                await session.exec(select(OutboxMessage).order_by(col(OutboxMessage.seq)).limit(self.batch))
+                await session.exec(
+                    select(OutboxMessage).order_by(col(OutboxMessage.seq)).limit(self.batch)
+                )
             ).all()
         if not rows:
             self.metrics.outbox_pending.set(0)
@@ -82,7 +89,9 @@ class OutboxRelay:
             [(r.subject, r.body.encode(), r.event_id, json.loads(r.headers)) for r in rows]
         )
         async with self.db.transaction() as session:
-            await session.exec(delete(OutboxMessage).where(col(OutboxMessage.seq).in_([r.seq for r in rows])))  # type: ignore[call-overload]
+            await session.exec(
+                delete(OutboxMessage).where(col(OutboxMessage.seq).in_([r.seq for r in rows]))
+            )
         for row in rows:
             self.metrics.events_published(row.event_type).inc()
         return len(rows)

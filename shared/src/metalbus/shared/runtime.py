@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -82,7 +82,7 @@ class ServiceRuntime:
     started_at: Any = field(default_factory=utcnow)
     _commands: list[tuple[Command[Any, Any], Handler]] = field(default_factory=list)
     _consumers: list[_ConsumerSpec] = field(default_factory=list)
-    _loops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _loops: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _started: bool = False
 
@@ -99,12 +99,20 @@ class ServiceRuntime:
         self._commands.append((cmd, handler))
 
     def consumer(
-        self, stream_service: str, name: str, apply: ApplyEvent, *, filter_subject: str | None = None
+        self,
+        stream_service: str,
+        name: str,
+        apply: ApplyEvent,
+        *,
+        filter_subject: str | None = None,
     ) -> None:
-        """Apply events of ``stream_service`` once each, in a transaction, as durable ``<service>-<name>``."""
+        """Apply events of ``stream_service`` once each, in a transaction.
+
+        The durable consumer is named ``<service>-<name>``.
+        """
         self._consumers.append(_ConsumerSpec(stream_service, name, apply, filter_subject))
 
-    def background(self, loop: Callable[[], Awaitable[None]]) -> None:
+    def background(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``loop()`` for the life of the service (cancelled at stop)."""
         self._loops.append(loop)
 
@@ -114,8 +122,13 @@ class ServiceRuntime:
         telemetry.setup_telemetry(self.name, s)
         await self.db_only()
         self.bus = await Bus.connect(
-            s.nats_url, service=self.name, instance=s.instance_id, metrics=self.metrics,
-            user=s.nats_user, password=s.nats_password, creds_file=s.nats_creds_file,
+            s.nats_url,
+            service=self.name,
+            instance=s.instance_id,
+            metrics=self.metrics,
+            user=s.nats_user,
+            password=s.nats_password,
+            creds_file=s.nats_creds_file,
         )
         await self.bus.ensure_stream(
             self.name,
@@ -125,20 +138,27 @@ class ServiceRuntime:
                 duplicate_window=timedelta(seconds=s.stream_duplicate_window_s),
             ),
         )
-        self.relay = OutboxRelay(self.db, self.bus, self.metrics, batch=s.outbox_batch, poll_interval=s.outbox_poll_s)
+        self.relay = OutboxRelay(
+            self.db, self.bus, self.metrics, batch=s.outbox_batch, poll_interval=s.outbox_poll_s
+        )
         self.command(ping(self.name), self._ping)
         self.command(status(self.name), self._status)
         if self.definition.setup is not None:
             await self.definition.setup(self)
         await self.bus.serve(
-            self._commands, version=self.definition.version, instance=s.instance_id,
-            description=self.definition.description, max_inflight=s.max_inflight_requests,
+            self._commands,
+            version=self.definition.version,
+            instance=s.instance_id,
+            description=self.definition.description,
+            max_inflight=s.max_inflight_requests,
         )
         for spec in self._consumers:
             durable = f"{self.name}-{spec.name}"
             await self.bus.consume(
-                stream_service=spec.stream_service, durable=durable,
-                handler=idempotent(self.db, durable, spec.apply), filter_subject=spec.filter_subject,
+                stream_service=spec.stream_service,
+                durable=durable,
+                handler=idempotent(self.db, durable, spec.apply),
+                filter_subject=spec.filter_subject,
             )
         for loop in [self.relay.run, self._prune_processed, *self._loops]:
             self._tasks.append(asyncio.create_task(loop(), name=f"{self.name} {loop.__name__}"))
@@ -167,14 +187,21 @@ class ServiceRuntime:
     async def readiness(self) -> ServiceStatus:
         """Check the bus, the database and the service's stream (each with a short timeout)."""
         checks = [
-            ReadinessCheck(name="bus", ok=self._started and self.bus.is_connected,
-                           detail="" if self._started and self.bus.is_connected else "not connected to NATS"),
+            ReadinessCheck(
+                name="bus",
+                ok=self._started and self.bus.is_connected,
+                detail="" if self._started and self.bus.is_connected else "not connected to NATS",
+            ),
             await _check("database", self.db.ping()),
             await _check("stream", self._stream_check()),
         ]
         return ServiceStatus(
-            service=self.name, instance=self.settings.instance_id, version=self.definition.version,
-            started_at=self.started_at, ready=all(c.ok for c in checks), checks=checks,
+            service=self.name,
+            instance=self.settings.instance_id,
+            version=self.definition.version,
+            started_at=self.started_at,
+            ready=all(c.ok for c in checks),
+            checks=checks,
         )
 
     async def _stream_check(self) -> None:
@@ -182,8 +209,12 @@ class ServiceRuntime:
             raise LookupError("event stream is missing")
 
     async def _ping(self, _: Empty) -> Pong:
-        return Pong(service=self.name, instance=self.settings.instance_id,
-                    version=self.definition.version, time=utcnow())
+        return Pong(
+            service=self.name,
+            instance=self.settings.instance_id,
+            version=self.definition.version,
+            time=utcnow(),
+        )
 
     async def _status(self, _: Empty) -> ServiceStatus:
         return await self.readiness()
@@ -212,12 +243,16 @@ def health_app(runtime: ServiceRuntime) -> Starlette:
 
     async def readyz(_: Request) -> Response:
         report = await runtime.readiness()
-        return JSONResponse(report.model_dump(mode="json"), status_code=200 if report.ready else 503)
+        return JSONResponse(
+            report.model_dump(mode="json"), status_code=200 if report.ready else 503
+        )
 
     async def metrics(_: Request) -> Response:
         return Response(runtime.metrics.exposition(), media_type=PROMETHEUS_CONTENT_TYPE)
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)])
+    return Starlette(
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+    )
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -241,7 +276,9 @@ async def serve_until_signalled(
         loop.add_signal_handler(sig, stop.set)
     if manage_runtime:
         await runtime.start()
-    server = EmbeddedServer(uvicorn.Config(http_app, host=host, port=port, log_config=None, access_log=False))
+    server = EmbeddedServer(
+        uvicorn.Config(http_app, host=host, port=port, log_config=None, access_log=False)
+    )
     http = asyncio.create_task(server.serve())
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({http, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -256,4 +293,8 @@ def run_service(definition: ServiceDefinition, settings: ServiceSettings | None 
     settings = settings or definition.settings_type()
     setup_logging(definition.name, settings.instance_id, settings.log_level, settings.log_format)
     runtime = ServiceRuntime(definition, settings)
-    asyncio.run(serve_until_signalled(runtime, health_app(runtime), settings.health_host, settings.health_port))
+    asyncio.run(
+        serve_until_signalled(
+            runtime, health_app(runtime), settings.health_host, settings.health_port
+        )
+    )

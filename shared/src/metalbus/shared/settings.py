@@ -56,7 +56,9 @@ class ServiceSettings(BaseSettings):
     outbox_batch: int = Field(200, ge=1)
     outbox_poll_s: float = Field(1.0, gt=0)
     otel_exporter: Literal["none", "console", "otlp"] = "none"
-    otel_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint when otel_exporter=otlp")
+    otel_endpoint: str | None = Field(
+        None, description="OTLP/HTTP endpoint when otel_exporter=otlp"
+    )
 
     @field_validator("database_url")
     @classmethod

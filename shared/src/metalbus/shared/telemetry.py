@@ -48,7 +48,11 @@ def setup_telemetry(service: str, settings: ServiceSettings) -> TracerProvider |
                 "otel_exporter=otlp needs the 'otlp' extra (pip install metalbus-shared[otlp])",
                 field="otel_exporter",
             ) from exc
-        exporter = OTLPSpanExporter(endpoint=settings.otel_endpoint) if settings.otel_endpoint else OTLPSpanExporter()
+        exporter = (
+            OTLPSpanExporter(endpoint=settings.otel_endpoint)
+            if settings.otel_endpoint
+            else OTLPSpanExporter()
+        )
     provider = TracerProvider(
         resource=Resource.create(
             {"service.name": f"metalbus-{service}", "service.instance.id": settings.instance_id}

@@ -106,10 +106,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "alive", "service": "api"}
 
-    @app.get("/readyz", tags=["health"], summary="Readiness: bus, database, stream (no token needed)")
+    @app.get(
+        "/readyz", tags=["health"], summary="Readiness: bus, database, stream (no token needed)"
+    )
     async def readyz() -> JSONResponse:
         report = await runtime.readiness()
-        return JSONResponse(report.model_dump(mode="json"), status_code=200 if report.ready else 503)
+        return JSONResponse(
+            report.model_dump(mode="json"), status_code=200 if report.ready else 503
+        )
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics (no token needed)")
     async def metrics(_: Request) -> Response:

@@ -46,7 +46,9 @@ def get_database(request: Request) -> Database:
     return request.app.state.runtime.db  # type: ignore[no-any-return]
 
 
-async def read_session(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> AsyncIterator[AsyncSession]:
+async def read_session(
+    runtime: Annotated[ServiceRuntime, Depends(get_runtime)],
+) -> AsyncIterator[AsyncSession]:
     async with runtime.db.read() as session:
         yield session
 
@@ -77,7 +79,9 @@ def require(role: Role) -> object:
 
     async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if not principal.may(role):
-            raise Forbidden(f"this needs the {role.value} role; the token has {principal.role.value}")
+            raise Forbidden(
+                f"this needs the {role.value} role; the token has {principal.role.value}"
+            )
         return principal
 
     return Depends(check)

@@ -40,7 +40,10 @@ class EdgeMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
             await send(message)
 
         try:
@@ -48,8 +51,11 @@ class EdgeMiddleware:
                 f"{method} {scope['path']}",
                 context=telemetry.extract(headers),
                 kind=trace.SpanKind.SERVER,
-                attributes={"http.request.method": method, "url.path": scope["path"],
-                            "metalbus.request_id": request_id},
+                attributes={
+                    "http.request.method": method,
+                    "url.path": scope["path"],
+                    "metalbus.request_id": request_id,
+                },
             ) as span:
                 await self.app(scope, receive, send_with_id)
                 route = scope.get("route")

@@ -64,8 +64,13 @@ def to_public(row: EventRecord) -> EventPublic:
     """A log row as the API shows it."""
     assert row.seq is not None
     return EventPublic(
-        seq=row.seq, id=row.event_id, type=row.type, source=row.source, subject=row.subject,
-        time=as_utc(row.time), data=json.loads(row.data),
+        seq=row.seq,
+        id=row.event_id,
+        type=row.type,
+        source=row.source,
+        subject=row.subject,
+        time=as_utc(row.time),
+        data=json.loads(row.data),
     )
 
 
@@ -73,8 +78,12 @@ async def record(session: AsyncSession, event: RawEvent) -> None:
     """Apply one event to the log (runs inside the idempotent consumer's transaction)."""
     session.add(
         EventRecord(
-            event_id=event.id, type=event.type, source=event.source, subject=event.subject,
-            time=event.time, data=json.dumps(event.data),
+            event_id=event.id,
+            type=event.type,
+            source=event.source,
+            subject=event.subject,
+            time=event.time,
+            data=json.dumps(event.data),
         )
     )
 
@@ -87,10 +96,14 @@ def register_consumers(runtime: ServiceRuntime) -> None:
 
 async def seq_of(session: AsyncSession, event_id: str) -> int | None:
     """Position of an event in the log (for SSE resumption)."""
-    return (await session.exec(select(EventRecord.seq).where(EventRecord.event_id == event_id))).first()
+    return (
+        await session.exec(select(EventRecord.seq).where(EventRecord.event_id == event_id))
+    ).first()
 
 
-async def page_after(session: AsyncSession, after: int, types: TypeFilter, limit: int) -> list[EventRecord]:
+async def page_after(
+    session: AsyncSession, after: int, types: TypeFilter, limit: int
+) -> list[EventRecord]:
     """Events after ``after`` in log order, matching ``types``."""
     query = select(EventRecord).where(col(EventRecord.seq) > after)
     if types:

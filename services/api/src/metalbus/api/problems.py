@@ -17,19 +17,42 @@ from metalbus.shared.telemetry import current_trace_id
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 _TITLES = {
-    400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-    405: "Method not allowed", 409: "Conflict", 413: "Request too large", 422: "Validation error",
-    429: "Too many requests", 500: "Internal error", 503: "Service unavailable", 504: "Gateway timeout",
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    422: "Validation error",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+    504: "Gateway timeout",
 }
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 409: "conflict", 413: "too_large", 429: "rate_limited"}
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    429: "rate_limited",
+}
 
 
 def problem(
-    request: Request, status: int, code: str, detail: str, *, field: str | None = None,
-    errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    """Build a problem document; ``code`` is the stable error code of :mod:`metalbus.shared.errors`."""
+    """Build a problem document; ``code`` is a stable code of :mod:`metalbus.shared.errors`."""
     body: dict[str, Any] = {
         "type": f"urn:metalbus:problem:{code}",
         "title": _TITLES.get(status, "Error"),
@@ -61,15 +84,21 @@ def install(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
         if exc.http_status >= 500:
             log.warning("request failed: %s", exc.message, extra={"code": exc.code})
-        return problem(request, exc.http_status, exc.code, exc.message, field=exc.field, headers=headers)
+        return problem(
+            request, exc.http_status, exc.code, exc.message, field=exc.field, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"field": _field(e["loc"]), "message": e["msg"]} for e in exc.errors()]
         first = errors[0] if errors else {"field": None, "message": "invalid request"}
         return problem(
-            request, 422, "validation_error", f"{first['field']}: {first['message']}",
-            field=first["field"], errors=errors,
+            request,
+            422,
+            "validation_error",
+            f"{first['field']}: {first['message']}",
+            field=first["field"],
+            errors=errors,
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -80,4 +109,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(request, 500, InternalError.code, "an unexpected error occurred; see the logs")
+        return problem(
+            request, 500, InternalError.code, "an unexpected error occurred; see the logs"
+        )

@@ -35,7 +35,11 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_create_token(settings, args.name, Role(args.role)))
         return
     app = create_app(settings)
-    asyncio.run(serve_until_signalled(app.state.runtime, app, settings.host, settings.port, manage_runtime=False))
+    asyncio.run(
+        serve_until_signalled(
+            app.state.runtime, app, settings.host, settings.port, manage_runtime=False
+        )
+    )
 
 
 async def _create_token(settings: ApiSettings, name: str, role: Role) -> None:
@@ -47,4 +51,3 @@ async def _create_token(settings: ApiSettings, name: str, role: Role) -> None:
     finally:
         await runtime.db.dispose()
     print(bearer, file=sys.stdout)
-

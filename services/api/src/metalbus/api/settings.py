@@ -13,7 +13,9 @@ class ApiSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="METALBUS_API_", extra="ignore")
 
-    database_url: str = Field("sqlite:///./var/api.db", description="sqlite:///path or postgresql://...")
+    database_url: str = Field(
+        "sqlite:///./var/api.db", description="sqlite:///path or postgresql://..."
+    )
     host: str = Field("127.0.0.1", description="address the HTTP API listens on")
     port: int = Field(5240, ge=0, le=65535, description="port of the HTTP API (and its health)")
     admin_token_file: Path | None = Field(
@@ -28,5 +30,9 @@ class ApiSettings(ServiceSettings):
     token_cache_s: float = Field(
         5.0, ge=0, description="how long a checked token is trusted without a database read"
     )
-    sse_heartbeat_s: float = Field(15.0, gt=0, description="keep-alive comment interval on /events/stream")
-    sse_queue: int = Field(1000, ge=1, description="events buffered per stream client before it is cut off")
+    sse_heartbeat_s: float = Field(
+        15.0, gt=0, description="keep-alive comment interval on /events/stream"
+    )
+    sse_queue: int = Field(
+        1000, ge=1, description="events buffered per stream client before it is cut off"
+    )

@@ -63,8 +63,13 @@ def parse_token(bearer: str) -> tuple[str, str]:
 
 
 async def issue(
-    session: AsyncSession, *, name: str, role: Role, expires_in: timedelta | None = None,
-    created_by: str | None = None, bearer: str | None = None,
+    session: AsyncSession,
+    *,
+    name: str,
+    role: Role,
+    expires_in: timedelta | None = None,
+    created_by: str | None = None,
+    bearer: str | None = None,
 ) -> tuple[ApiToken, str]:
     """Store a new token (and its event, in the same transaction). Returns (row, bearer string).
 
@@ -76,14 +81,25 @@ async def issue(
         token_id, secret = parse_token(bearer)
     now = utcnow()
     row = ApiToken(
-        id=token_id, name=name, role=role, secret_hash=_hash(secret), created_at=now,
-        expires_at=now + expires_in if expires_in else None, created_by=created_by,
+        id=token_id,
+        name=name,
+        role=role,
+        secret_hash=_hash(secret),
+        created_at=now,
+        expires_at=now + expires_in if expires_in else None,
+        created_by=created_by,
     )
     session.add(row)
     outbox.stage(
         session,
         new_event(
-            TokenCreated(token_id=token_id, name=name, role=role, expires_at=row.expires_at, created_by=created_by),
+            TokenCreated(
+                token_id=token_id,
+                name=name,
+                role=role,
+                expires_at=row.expires_at,
+                created_by=created_by,
+            ),
             subject=token_id,
         ),
     )
@@ -98,7 +114,10 @@ async def revoke(session: AsyncSession, token_id: str, *, revoked_by: str | None
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         session.add(row)
-        outbox.stage(session, new_event(TokenRevoked(token_id=token_id, revoked_by=revoked_by), subject=token_id))
+        outbox.stage(
+            session,
+            new_event(TokenRevoked(token_id=token_id, revoked_by=revoked_by), subject=token_id),
+        )
     return row
 
 

@@ -11,5 +11,9 @@ class BootSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="METALBUS_BOOT_", extra="ignore")
 
-    database_url: str = Field("sqlite:///./var/boot.db", description="sqlite:///path or postgresql://...")
-    health_port: int = Field(5243, ge=0, le=65535, description="port of /healthz, /readyz, /metrics")
+    database_url: str = Field(
+        "sqlite:///./var/boot.db", description="sqlite:///path or postgresql://..."
+    )
+    health_port: int = Field(
+        5243, ge=0, le=65535, description="port of /healthz, /readyz, /metrics"
+    )

@@ -11,5 +11,9 @@ class ComposeSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="METALBUS_COMPOSE_", extra="ignore")
 
-    database_url: str = Field("sqlite:///./var/compose.db", description="sqlite:///path or postgresql://...")
-    health_port: int = Field(5242, ge=0, le=65535, description="port of /healthz, /readyz, /metrics")
+    database_url: str = Field(
+        "sqlite:///./var/compose.db", description="sqlite:///path or postgresql://..."
+    )
+    health_port: int = Field(
+        5242, ge=0, le=65535, description="port of /healthz, /readyz, /metrics"
+    )

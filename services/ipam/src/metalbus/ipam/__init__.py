@@ -1,1 +1,1 @@
-"""metalbus ipam service: IP address management: fabrics, VLANs, spaces, subnets, ranges, addresses."""
+"""metalbus ipam service: fabrics, VLANs, spaces, subnets, ranges and addresses."""

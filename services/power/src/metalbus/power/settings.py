@@ -11,5 +11,9 @@ class PowerSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="METALBUS_POWER_", extra="ignore")
 
-    database_url: str = Field("sqlite:///./var/power.db", description="sqlite:///path or postgresql://...")
-    health_port: int = Field(5244, ge=0, le=65535, description="port of /healthz, /readyz, /metrics")
+    database_url: str = Field(
+        "sqlite:///./var/power.db", description="sqlite:///path or postgresql://..."
+    )
+    health_port: int = Field(
+        5244, ge=0, le=65535, description="port of /healthz, /readyz, /metrics"
+    )

@@ -15,10 +15,10 @@ from metalbus.shared.errors import NotFound
 from metalbus.shared.events import RawEvent
 from metalbus.shared.runtime import ServiceRuntime
 
-from . import API_PREFIX
 from ..deps import HubDep, Reader, ReadSession, RuntimeDep, SettingsDep
 from ..eventlog import TypeFilter, page_after, seq_of, to_public
 from ..models import EventPage, EventPublic, EventRecord
+from . import API_PREFIX
 
 router = APIRouter(prefix=API_PREFIX, tags=["events"])
 TypesQuery = Annotated[
@@ -26,14 +26,24 @@ TypesQuery = Annotated[
 ]
 
 
-@router.get("/events", response_model=EventPage, summary="Event history, newest first unless `after` is given")
+@router.get(
+    "/events",
+    response_model=EventPage,
+    summary="Event history, newest first unless `after` is given",
+)
 async def list_events(
     _: Reader,
     session: ReadSession,
     types: TypesQuery = [],  # noqa: B006 (FastAPI copies query defaults)
-    subject: Annotated[str | None, Query(max_length=255, description="only events about this object")] = None,
-    before: Annotated[int | None, Query(ge=1, description="cursor: events older than this seq")] = None,
-    after: Annotated[int | None, Query(ge=0, description="cursor: events newer than this seq, oldest first")] = None,
+    subject: Annotated[
+        str | None, Query(max_length=255, description="only events about this object")
+    ] = None,
+    before: Annotated[
+        int | None, Query(ge=1, description="cursor: events older than this seq")
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, description="cursor: events newer than this seq, oldest first")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPage:
     type_filter = TypeFilter(types)
@@ -57,7 +67,8 @@ async def list_events(
 @router.get(
     "/events/stream",
     summary="Live events as Server-Sent Events",
-    description="Each message has `id` = event id, `event` = event type and `data` = the CloudEvents "
+    description="Each message has `id` = event id, `event` = event type and `data` = the "
+    "CloudEvents "
     "envelope. Reconnect with `Last-Event-ID` to replay what was missed from the log.",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
@@ -100,7 +111,11 @@ def _frame(event: RawEvent) -> bytes:
 
 
 async def _sse(
-    runtime: ServiceRuntime, hub: HubDep, listener, types: TypeFilter, resume_from: int | None,  # type: ignore[no-untyped-def]
+    runtime: ServiceRuntime,
+    hub: HubDep,
+    listener,
+    types: TypeFilter,
+    resume_from: int | None,  # type: ignore[no-untyped-def]
     heartbeat: float,
 ) -> AsyncIterator[bytes]:
     try:
@@ -113,8 +128,16 @@ async def _sse(
                     rows = await page_after(session, cursor, types, 500)
                 for row in rows:
                     replayed.add(row.event_id)
-                    yield _frame(RawEvent(id=row.event_id, source=row.source, type=row.type,
-                                          subject=row.subject, time=row.time, data=json.loads(row.data)))
+                    yield _frame(
+                        RawEvent(
+                            id=row.event_id,
+                            source=row.source,
+                            type=row.type,
+                            subject=row.subject,
+                            time=row.time,
+                            data=json.loads(row.data),
+                        )
+                    )
                 if len(rows) < 500:
                     break
                 cursor = rows[-1].seq or cursor

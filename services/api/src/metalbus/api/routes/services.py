@@ -11,23 +11,30 @@ from metalbus.shared import subjects
 from metalbus.shared.commands import Empty, Pong, ReadinessCheck, ServiceStatus, ping, status
 from metalbus.shared.errors import MetalbusError
 
-from . import API_PREFIX
 from ..deps import BusDep, Reader
+from . import API_PREFIX
 
 router = APIRouter(prefix=API_PREFIX, tags=["services"])
 ServiceName = Literal["api", "ipam", "compose", "boot", "power", "discovery"]
 
 
-@router.get("/services", response_model=list[ServiceStatus],
-            summary="Readiness of every service (one replica each)")
+@router.get(
+    "/services",
+    response_model=list[ServiceStatus],
+    summary="Readiness of every service (one replica each)",
+)
 async def list_services(_: Reader, bus: BusDep) -> list[ServiceStatus]:
     async def one(service: str) -> ServiceStatus:
         try:
             return await bus.request(status(service), Empty())
         except MetalbusError as exc:
             return ServiceStatus(
-                service=service, instance="", version="", started_at="1970-01-01T00:00:00Z",
-                ready=False, checks=[ReadinessCheck(name="reachable", ok=False, detail=exc.message)],
+                service=service,
+                instance="",
+                version="",
+                started_at="1970-01-01T00:00:00Z",
+                ready=False,
+                checks=[ReadinessCheck(name="reachable", ok=False, detail=exc.message)],
             )
 
     return list(await asyncio.gather(*(one(s) for s in subjects.SERVICES)))
@@ -38,7 +45,10 @@ async def service_status(service: ServiceName, _: Reader, bus: BusDep) -> Servic
     return await bus.request(status(service), Empty())
 
 
-@router.get("/services/{service}/ping", response_model=Pong,
-            summary="A round trip over the bus to one replica of a service")
+@router.get(
+    "/services/{service}/ping",
+    response_model=Pong,
+    summary="A round trip over the bus to one replica of a service",
+)
 async def service_ping(service: ServiceName, _: Reader, bus: BusDep) -> Pong:
     return await bus.request(ping(service), Empty())
