@@ -35,7 +35,8 @@ bench: install
 	$(VENV)/bin/python bench/foundation.py $(BENCH_ARGS)
 
 asyncapi: install
-	$(VENV)/bin/python -m metalbus.shared.asyncapi > docs/asyncapi.yaml
+	$(VENV)/bin/python -m metalbus.shared.asyncapi > docs/asyncapi.yaml.new
+	mv docs/asyncapi.yaml.new docs/asyncapi.yaml
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -200,7 +200,9 @@ class Launcher:
 
     def _service_child(self, service: str, nats_url: str, token_file: Path) -> Child:
         prefix = f"METALBUS_{service.upper()}_"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
+        # The operator's own METALBUS_<SERVICE>_* settings (log level, ...) pass through;
+        # only what the embedded layout decides is overridden.
+        env = dict(os.environ)
         env.update(
             {
                 f"{prefix}NATS_URL": nats_url,

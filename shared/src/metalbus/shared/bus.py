@@ -430,9 +430,11 @@ class Bus:
                 await asyncio.sleep(0.5)  # deliberate back-off while the bus reconnects
                 continue
             for msg in msgs:
-                await self._deliver(durable, handler, msg)
+                await self._deliver(durable, handler, msg, max_deliver)
 
-    async def _deliver(self, durable: str, handler: EventHandler, msg: Msg) -> None:
+    async def _deliver(
+        self, durable: str, handler: EventHandler, msg: Msg, max_deliver: int
+    ) -> None:
         try:
             envelope = decode_raw(msg.data)
         except ValidationFailed as exc:
@@ -449,25 +451,47 @@ class Bus:
         ):
             try:
                 await handler(envelope)
-            except MetalbusError as exc:
-                if exc.retryable:
-                    attempt = msg.metadata.num_delivered if msg.metadata else 1
-                    self.metrics.events_consumed(durable, "retry").inc()
-                    await msg.nak(delay=min(0.5 * 2**attempt, 30.0))
-                else:
-                    log.error("consumer %s drops event %s: %s", durable, envelope.id, exc)
-                    self.metrics.events_consumed(durable, "rejected").inc()
-                    await msg.term()
-                return
-            except Exception:
-                log.exception(
-                    "consumer %s failed on event %s; it will be redelivered", durable, envelope.id
-                )
-                self.metrics.events_consumed(durable, "error").inc()
-                await msg.nak(delay=1.0)
+            except Exception as exc:
+                await self._failed(durable, msg, envelope.id, exc, max_deliver)
                 return
         await msg.ack()
         self.metrics.events_consumed(durable, "ok").inc()
+
+    async def _failed(
+        self, durable: str, msg: Msg, event_id: str, exc: Exception, max_deliver: int
+    ) -> None:
+        """Nak a failed event for another try, or term it when it can never succeed.
+
+        A typed non-retryable error is final at once. Anything else is retried with
+        back-off until the last delivery JetStream allows; then the event is dropped with
+        an error in the log and a ``gave_up`` count, never silently.
+        """
+        attempt = msg.metadata.num_delivered if msg.metadata else 1
+        final = isinstance(exc, MetalbusError) and not exc.retryable
+        if final or attempt >= max_deliver:
+            reason = "it can never succeed" if final else f"it failed {attempt} times"
+            log.error(
+                "consumer %s drops event %s (%s): %s",
+                durable,
+                event_id,
+                reason,
+                exc,
+                exc_info=not final,
+            )
+            self.metrics.events_consumed(durable, "rejected" if final else "gave_up").inc()
+            await msg.term()
+            return
+        if isinstance(exc, MetalbusError):
+            log.warning("consumer %s will retry event %s: %s", durable, event_id, exc)
+        else:
+            log.exception(
+                "consumer %s failed on event %s; it will be redelivered",
+                durable,
+                event_id,
+                exc_info=exc,
+            )
+        self.metrics.events_consumed(durable, "retry").inc()
+        await msg.nak(delay=min(0.5 * 2**attempt, 30.0))
 
     async def subscribe_events(
         self, subject: str, callback: Callable[[Msg], Awaitable[None]]

@@ -80,6 +80,20 @@ class NotFound(MetalbusError):
     http_status = 404
 
 
+class MethodNotAllowed(MetalbusError):
+    """The path exists but not with this method."""
+
+    code = "method_not_allowed"
+    http_status = 405
+
+
+class PayloadTooLarge(MetalbusError):
+    """The request body is larger than the service accepts."""
+
+    code = "too_large"
+    http_status = 413
+
+
 class Conflict(MetalbusError):
     """The request is well formed but collides with current state (taken, in use, exhausted)."""
 
@@ -138,6 +152,8 @@ ERRORS_BY_CODE: dict[str, type[MetalbusError]] = {
         ValidationFailed,
         BadRequest,
         NotFound,
+        MethodNotAllowed,
+        PayloadTooLarge,
         Conflict,
         Unauthorized,
         Forbidden,

@@ -48,7 +48,11 @@ def stage(session: AsyncSession, event: Event[Any]) -> None:
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows in commit order; woken on commit, polling as a fallback.
+    """Publishes committed outbox rows in outbox order; woken on commit, polling as a fallback.
+
+    Outbox order is commit order on SQLite (one writer at a time). On PostgreSQL two
+    transactions committing at once may be published in either order; events of one object
+    are written by one transaction at a time, so their order holds.
 
     Several replicas may relay from one database: a row two of them send is one message,
     because JetStream drops the second copy by its ``Nats-Msg-Id``.
@@ -118,6 +122,8 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
             if published >= self.batch:
                 continue
+            if published:
+                self.metrics.outbox_pending.set(0)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
             except TimeoutError:

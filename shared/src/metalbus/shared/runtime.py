@@ -127,7 +127,7 @@ class ServiceRuntime:
             instance=s.instance_id,
             metrics=self.metrics,
             user=s.nats_user,
-            password=s.nats_password,
+            password=s.nats_password.get_secret_value() if s.nats_password else None,
             creds_file=s.nats_creds_file,
         )
         await self.bus.ensure_stream(

@@ -11,7 +11,7 @@ import os
 import socket
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,8 +29,8 @@ class ServiceSettings(BaseSettings):
         "nats://127.0.0.1:4222",
         description="NATS server URL(s), comma-separated for a cluster",
     )
-    nats_user: str | None = None
-    nats_password: str | None = Field(None, json_schema_extra={"secret": True})
+    nats_user: str | None = Field(None, description="NATS user name")
+    nats_password: SecretStr | None = Field(None, description="NATS password (secret)")
     nats_creds_file: str | None = Field(None, description="NATS .creds file (JWT + nkey)")
     database_url: str = Field(
         "sqlite:///./var/metalbus.db",
@@ -44,7 +44,6 @@ class ServiceSettings(BaseSettings):
     instance_id: str = Field(default_factory=default_instance_id)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
-    request_timeout: float = Field(5.0, gt=0, description="default timeout of bus requests, s")
     max_inflight_requests: int = Field(
         64, ge=1, description="requests one replica handles at once per endpoint"
     )

@@ -47,7 +47,12 @@ async def bootstrap_admin(runtime: ServiceRuntime, settings: ApiSettings) -> Non
         if await tokens.has_active_admin(session):
             return
         _, bearer = await tokens.issue(
-            session, name="admin (bootstrap)", role=Role.ADMIN, bearer=settings.bootstrap_token
+            session,
+            name="admin (bootstrap)",
+            role=Role.ADMIN,
+            bearer=settings.bootstrap_token.get_secret_value()
+            if settings.bootstrap_token
+            else None,
         )
     if settings.bootstrap_token:
         log.info("installed the configured bootstrap admin token")

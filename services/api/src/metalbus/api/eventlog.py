@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,6 +128,10 @@ class EventHub:
     queue_size: int = 1000
     listeners: set[Listener] = field(default_factory=set)
     _subscription: Any = None
+    # A re-sent event (an outbox relay that crashed between publish and delete) is dropped
+    # by the stream but still reaches plain subscribers: remember recent ids to skip it.
+    _recent: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    recent_limit: int = 10_000
 
     async def start(self, bus: Bus) -> None:
         """Subscribe to every service's events."""
@@ -156,6 +161,11 @@ class EventHub:
             event = decode_raw(msg.data)
         except ValidationFailed:
             return
+        if event.id in self._recent:
+            return
+        self._recent[event.id] = None
+        if len(self._recent) > self.recent_limit:
+            self._recent.popitem(last=False)
         for listener in list(self.listeners):
             if listener.overflowed or not listener.types.matches(event.type):
                 continue

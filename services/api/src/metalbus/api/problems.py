@@ -10,7 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from metalbus.shared.errors import InternalError, MetalbusError, Unauthorized
+from metalbus.shared.errors import (
+    ERRORS_BY_CODE,
+    BadRequest,
+    InternalError,
+    MetalbusError,
+    Unauthorized,
+)
 from metalbus.shared.logs import request_id_var
 from metalbus.shared.telemetry import current_trace_id
 
@@ -30,16 +36,7 @@ _TITLES = {
     503: "Service unavailable",
     504: "Gateway timeout",
 }
-_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "too_large",
-    429: "rate_limited",
-}
+_CODES = {cls.http_status: cls.code for cls in reversed(ERRORS_BY_CODE.values())}
 
 
 def problem(
@@ -103,7 +100,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _CODES.get(exc.status_code, "error")
+        code = _CODES.get(exc.status_code) or (
+            BadRequest.code if exc.status_code < 500 else InternalError.code
+        )
         return problem(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from metalbus.shared.settings import ServiceSettings
@@ -22,10 +22,9 @@ class ApiSettings(ServiceSettings):
         None,
         description="where the first admin token is written (mode 0600) instead of stdout",
     )
-    bootstrap_token: str | None = Field(
+    bootstrap_token: SecretStr | None = Field(
         None,
         description="an admin token to install when none exists (from a secret, in clusters)",
-        json_schema_extra={"secret": True},
     )
     token_cache_s: float = Field(
         5.0, ge=0, description="how long a checked token is trusted without a database read"
