@@ -127,7 +127,7 @@ class Launcher:
     api_port: int = 5240
     nats_url: str | None = None
     services: tuple[str, ...] = subjects.SERVICES
-    out: Callable[[str], None] = print
+    out: Callable[[str], None] = field(default=lambda text: print(text, flush=True))
     children: list[Child] = field(default_factory=list)
     nats: Child | None = None
     stopping: threading.Event = field(default_factory=threading.Event)

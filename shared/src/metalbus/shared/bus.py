@@ -82,6 +82,7 @@ class Bus:
         self._micro: list[MicroService] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._consumers: list[asyncio.Task[None]] = []
+        self._pull_subscriptions: list[Any] = []
 
     @classmethod
     async def connect(
@@ -129,6 +130,7 @@ class Bus:
                         name=f"metalbus-{service} {instance}".strip(),
                         max_reconnect_attempts=-1,
                         reconnect_time_wait=0.5,
+                        drain_timeout=5,
                         connect_timeout=2,
                         user=user,
                         password=password,
@@ -416,6 +418,7 @@ class Bus:
                     delay
                 )  # deliberate back-off until the stream's owner creates it
                 delay = min(delay * 2, 5.0)
+        self._pull_subscriptions.append(sub)
         while True:
             try:
                 msgs = await sub.fetch(batch, timeout=5)
@@ -511,6 +514,11 @@ class Bus:
         for task in self._consumers:
             task.cancel()
         await asyncio.gather(*self._consumers, return_exceptions=True)
+        # A pull subscription holds drain() until its timeout (nats-py's fetch leaves its
+        # queue unfinished); unacknowledged messages are redelivered anyway.
+        for sub in self._pull_subscriptions:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
         if not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()

@@ -63,6 +63,11 @@ def setup_telemetry(service: str, settings: ServiceSettings) -> TracerProvider |
     return provider
 
 
+def enabled() -> bool:
+    """Whether spans are recorded in this process (a tracer provider is installed)."""
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
 def inject(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
     """Write the current trace context (``traceparent``/``tracestate``) into headers."""
     propagate.inject(headers)

@@ -1,4 +1,8 @@
-"""FastAPI dependencies, as ``Annotated`` aliases the routes use."""
+"""FastAPI dependencies, as ``Annotated`` aliases the routes use.
+
+They are all ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool,
+two thread hops per request for look-ups that never block.
+"""
 
 from __future__ import annotations
 
@@ -22,27 +26,27 @@ from .tokens import Principal, TokenChecker
 _bearer = HTTPBearer(auto_error=False, description="an API token: mb_<id>.<secret>")
 
 
-def get_runtime(request: Request) -> ServiceRuntime:
+async def get_runtime(request: Request) -> ServiceRuntime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-def get_bus(request: Request) -> Bus:
+async def get_bus(request: Request) -> Bus:
     return request.app.state.runtime.bus  # type: ignore[no-any-return]
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_hub(request: Request) -> EventHub:
+async def get_hub(request: Request) -> EventHub:
     return request.app.state.hub  # type: ignore[no-any-return]
 
 
-def get_checker(request: Request) -> TokenChecker:
+async def get_checker(request: Request) -> TokenChecker:
     return request.app.state.tokens  # type: ignore[no-any-return]
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     return request.app.state.runtime.db  # type: ignore[no-any-return]
 
 
