@@ -174,12 +174,12 @@ class Bus:
         if not self.is_connected:
             raise ServiceUnavailable("the message bus is not connected")
         wait = command.timeout if timeout is None else timeout
-        with telemetry.tracer().start_as_current_span(
+        with telemetry.span(
             f"{command.subject} request",
             kind=trace.SpanKind.CLIENT,
             attributes={"messaging.system": "nats", "messaging.destination.name": command.subject},
         ):
-            headers = dict(telemetry.inject({}))
+            headers = telemetry.trace_headers() or None
             try:
                 msg = await self.nc.request(
                     command.subject,
@@ -257,10 +257,9 @@ class Bus:
     ) -> None:
         started = time.perf_counter()
         outcome = "ok"
-        ctx = telemetry.extract(request.headers)
-        with telemetry.tracer().start_as_current_span(
+        with telemetry.span(
             f"{cmd.subject} process",
-            context=ctx,
+            carrier=request.headers or {},
             kind=trace.SpanKind.SERVER,
             attributes={"messaging.system": "nats", "messaging.destination.name": cmd.subject},
         ) as span:
@@ -313,7 +312,7 @@ class Bus:
 
     async def publish(self, event: Event[Any]) -> None:
         """Publish an event now (for facts not tied to a database change; else use the outbox)."""
-        headers = dict(telemetry.inject({}))
+        headers = telemetry.trace_headers()
         await self.publish_raw(
             event.nats_subject, event.to_bytes(), msg_id=event.id, headers=headers
         )
@@ -445,10 +444,9 @@ class Bus:
             self.metrics.events_consumed(durable, "malformed").inc()
             await msg.term()
             return
-        ctx = telemetry.extract(msg.headers)
-        with telemetry.tracer().start_as_current_span(
+        with telemetry.span(
             f"{msg.subject} process",
-            context=ctx,
+            carrier=msg.headers or {},
             kind=trace.SpanKind.CONSUMER,
             attributes={"messaging.system": "nats", "messaging.message.id": envelope.id},
         ):

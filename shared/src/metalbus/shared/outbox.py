@@ -40,7 +40,7 @@ def stage(session: AsyncSession, event: Event[Any]) -> None:
             subject=event.nats_subject,
             event_type=event.type,
             body=event.model_dump_json(),
-            headers=json.dumps(dict(telemetry.inject({}))),
+            headers=json.dumps(telemetry.trace_headers()),
             created_at=utcnow(),
         )
     )

@@ -8,6 +8,7 @@ So one trace runs HTTP -> NATS -> service (-> libvirt/IPMI in the services that 
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
+from contextlib import AbstractContextManager, nullcontext
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -66,6 +67,33 @@ def setup_telemetry(service: str, settings: ServiceSettings) -> TracerProvider |
 def enabled() -> bool:
     """Whether spans are recorded in this process (a tracer provider is installed)."""
     return isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
+def span(
+    name: str,
+    *,
+    kind: trace.SpanKind,
+    carrier: Mapping[str, str] | None = None,
+    attributes: dict[str, str] | None = None,
+) -> AbstractContextManager[trace.Span]:
+    """A span continuing the trace in ``carrier`` (or the current one).
+
+    Without a tracer provider this is a no-op context yielding a non-recording span: the
+    hot paths (every bus request and reply) then pay nothing for tracing.
+    """
+    if not enabled():
+        return nullcontext(trace.INVALID_SPAN)
+    return tracer().start_as_current_span(
+        name,
+        context=extract(carrier) if carrier is not None else None,
+        kind=kind,
+        attributes=attributes,
+    )
+
+
+def trace_headers() -> dict[str, str]:
+    """Headers carrying the current trace context (none when tracing is off)."""
+    return dict(inject({})) if enabled() else {}
 
 
 def inject(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:

@@ -67,9 +67,9 @@ class EdgeMiddleware:
                 status["code"] = message["status"]
             await send(message)
 
-        with telemetry.tracer().start_as_current_span(
+        with telemetry.span(
             f"{method} {scope['path']}",
-            context=telemetry.extract(carrier),
+            carrier=carrier,
             kind=trace.SpanKind.SERVER,
             attributes={
                 "http.request.method": method,
