@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+import uvloop
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -292,11 +293,17 @@ async def serve_until_signalled(
         await runtime.stop()
 
 
+def install_fast_event_loop() -> None:
+    """Run the service on uvloop: the bus and HTTP hot paths are event-loop bound."""
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def run_service(definition: ServiceDefinition, settings: ServiceSettings | None = None) -> None:
     """Entry point of ``python -m metalbus.<service>``: run until SIGTERM/SIGINT."""
     settings = settings or definition.settings_type()
     setup_logging(definition.name, settings.instance_id, settings.log_level, settings.log_format)
     runtime = ServiceRuntime(definition, settings)
+    install_fast_event_loop()
     asyncio.run(
         serve_until_signalled(
             runtime, health_app(runtime), settings.health_host, settings.health_port

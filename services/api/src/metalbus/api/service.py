@@ -14,7 +14,7 @@ import sys
 
 from metalbus.shared.contract.api import Role
 from metalbus.shared.logs import setup_logging
-from metalbus.shared.runtime import ServiceRuntime, serve_until_signalled
+from metalbus.shared.runtime import ServiceRuntime, install_fast_event_loop, serve_until_signalled
 
 from .app import DEFINITION, create_app
 from .settings import ApiSettings
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_create_token(settings, args.name, Role(args.role)))
         return
     app = create_app(settings)
+    install_fast_event_loop()
     asyncio.run(
         serve_until_signalled(
             app.state.runtime, app, settings.host, settings.port, manage_runtime=False
