@@ -35,7 +35,6 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,8 @@ from typing import Any, TextIO
 import httpx
 import nats
 from bare_servers import NATS_SUBJECT
+
+from metalbus.cli.up import free_port, port_open, wait_until
 
 BENCH_DIR = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -90,20 +91,6 @@ def _die_with_parent() -> None:
     """
     if _LIBC is not None:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    """Whether something accepts TCP connections on the loopback port."""
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-    return False
 
 
 @dataclass
@@ -215,17 +202,6 @@ def start_process(
     return proc
 
 
-def wait_until(check: Callable[[], bool], deadline_s: float) -> bool:
-    """Poll ``check`` every :data:`POLL_S` until it holds or the deadline passes."""
-    stop_at = time.monotonic() + deadline_s
-    pause = threading.Event()
-    while time.monotonic() < stop_at:
-        if check():
-            return True
-        pause.wait(POLL_S)
-    return check()
-
-
 def _is_metalbus_service(pid: int) -> bool:
     """Whether ``pid`` is still a live metalbus service (guards against a reused pid)."""
     try:
@@ -244,7 +220,7 @@ def stop_strays(pids: dict[str, int]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     if strays and not wait_until(
-        lambda: not any(_is_metalbus_service(p) for p in strays.values()), 15
+        lambda: not any(_is_metalbus_service(p) for p in strays.values()), 15, POLL_S
     ):
         for pid in strays.values():
             if _is_metalbus_service(pid):
@@ -299,7 +275,9 @@ def start_system(stack: contextlib.ExitStack, work_dir: Path) -> System:
         capture=False,
     )
     stack.callback(nats_proc.stop, signal.SIGTERM, 10.0)
-    if not wait_until(lambda: port_open(port) or not nats_proc.alive(), HELPER_DEADLINE_S):
+    if not wait_until(
+        lambda: port_open("127.0.0.1", port) or not nats_proc.alive(), HELPER_DEADLINE_S, POLL_S
+    ):
         raise SetupError(f"nats-server did not listen within {HELPER_DEADLINE_S:g}s")
     if not nats_proc.alive():
         raise SetupError(f"nats-server exited:\n{nats_proc.tail()}")

@@ -61,17 +61,30 @@ class TypeFilter:
         return or_(*conditions)
 
 
-def to_public(row: EventRecord) -> EventPublic:
-    """A log row as the API shows it."""
-    assert row.seq is not None
-    return EventPublic(
-        seq=row.seq,
+def to_event(row: EventRecord) -> RawEvent:
+    """A log row as the envelope it was received as."""
+    return RawEvent(
         id=row.event_id,
-        type=row.type,
         source=row.source,
+        type=row.type,
         subject=row.subject,
         time=as_utc(row.time),
         data=json.loads(row.data),
+    )
+
+
+def to_public(row: EventRecord) -> EventPublic:
+    """A log row as the API shows it: the envelope and its place in the log."""
+    assert row.seq is not None
+    event = to_event(row)
+    return EventPublic(
+        seq=row.seq,
+        id=event.id,
+        type=event.type,
+        source=event.source,
+        subject=event.subject,
+        time=event.time,
+        data=event.data,
     )
 
 

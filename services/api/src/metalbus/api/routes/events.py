@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -16,7 +15,7 @@ from metalbus.shared.events import RawEvent
 from metalbus.shared.runtime import ServiceRuntime
 
 from ..deps import HubDep, Reader, ReadSession, RuntimeDep, SettingsDep
-from ..eventlog import TypeFilter, page_after, seq_of, to_public
+from ..eventlog import TypeFilter, page_after, seq_of, to_event, to_public
 from ..models import EventPage, EventPublic, EventRecord
 from . import API_PREFIX
 
@@ -128,16 +127,7 @@ async def _sse(
                     rows = await page_after(session, cursor, types, 500)
                 for row in rows:
                     replayed.add(row.event_id)
-                    yield _frame(
-                        RawEvent(
-                            id=row.event_id,
-                            source=row.source,
-                            type=row.type,
-                            subject=row.subject,
-                            time=row.time,
-                            data=json.loads(row.data),
-                        )
-                    )
+                    yield _frame(to_event(row))
                 if len(rows) < 500:
                     break
                 cursor = rows[-1].seq or cursor
