@@ -134,3 +134,42 @@ async def test_request_id_is_kept_when_sane_and_replaced_when_not(api: ApiUnderT
     replaced = await api.client.get("/healthz", headers={"X-Request-ID": "bad id\twith junk"})
     assert replaced.headers["x-request-id"] != "bad id\twith junk"
     assert len(replaced.headers["x-request-id"]) == 32
+
+
+async def test_create_token_on_the_host_reaches_a_running_api(api: ApiUnderTest) -> None:
+    """The recovery path for a lost admin token: python -m metalbus.api create-token."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    settings = api.app_settings
+    env = {
+        **os.environ,
+        "METALBUS_API_DATABASE_URL": settings.database_url,
+        "METALBUS_API_LOG_LEVEL": "ERROR",
+    }
+    if settings.database_schema:
+        env["METALBUS_API_DATABASE_SCHEMA"] = settings.database_schema
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "metalbus.api",
+            "create-token",
+            "--role",
+            "operator",
+            "--name",
+            "recovery",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    minted = result.stdout.strip()
+    whoami = await api.client.get("/api/v1/whoami", headers=api.auth(minted))
+    assert whoami.status_code == 200
+    assert whoami.json()["role"] == "operator" and whoami.json()["name"] == "recovery"
