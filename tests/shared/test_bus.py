@@ -165,3 +165,37 @@ async def test_request_on_a_closed_bus_is_unavailable(nats_server: NatsServer) -
 async def test_connect_gives_up_cleanly_when_nats_is_absent() -> None:
     with pytest.raises(ServiceUnavailable):
         await Bus.connect("nats://127.0.0.1:1", service="client", connect_deadline=0.5)
+
+
+async def test_services_are_discoverable_through_nats_micro(
+    nats_server: NatsServer, client: Bus, tmp_path: Path
+) -> None:
+    """$SRV.PING / INFO / STATS come with nats.micro: `nats micro ls` and friends see us."""
+    import json
+
+    from metalbus.shared import subjects
+
+    service = service_name()
+    settings = ServiceSettings(
+        nats_url=nats_server.url,
+        database_url=f"sqlite:///{tmp_path / 'd.db'}",
+        instance_id="replica-1",
+    )
+    rt = ServiceRuntime(definition(service), settings)
+    await rt.start()
+    try:
+        name = subjects.queue_group(service)
+        info = json.loads((await client.nc.request(f"$SRV.INFO.{name}", b"", timeout=2)).data)
+        assert info["name"] == name and info["metadata"]["instance"] == "replica-1"
+        endpoints = {e["subject"]: e["queue_group"] for e in info["endpoints"]}
+        assert endpoints == {
+            echo(service).subject: name,
+            ping(service).subject: name,
+            subjects.command_subject(service, "status"): name,
+        }
+        await client.request(echo(service), EchoIn(text="counted"))
+        stats = json.loads((await client.nc.request(f"$SRV.STATS.{name}", b"", timeout=2)).data)
+        counted = {e["subject"]: e["num_requests"] for e in stats["endpoints"]}
+        assert counted[echo(service).subject] == 1
+    finally:
+        await rt.stop()
