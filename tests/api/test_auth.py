@@ -173,3 +173,27 @@ async def test_create_token_on_the_host_reaches_a_running_api(api: ApiUnderTest)
     whoami = await api.client.get("/api/v1/whoami", headers=api.auth(minted))
     assert whoami.status_code == 200
     assert whoami.json()["role"] == "operator" and whoami.json()["name"] == "recovery"
+
+
+async def test_openapi_documents_the_problems_the_api_really_returns(api: ApiUnderTest) -> None:
+    import jsonschema
+
+    document = (await api.client.get("/api/v1/openapi.json")).json()
+    schema = {"$ref": "#/components/schemas/Problem", "components": document["components"]}
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            for status, answer in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert list(answer["content"]) == ["application/problem+json"], (
+                        path,
+                        method,
+                        status,
+                    )
+    answers = [
+        await api.client.get("/api/v1/whoami"),
+        await api.client.post("/api/v1/tokens", json={"role": "x"}, headers=api.auth()),
+        await api.client.delete("/api/v1/tokens/nope", headers=api.auth()),
+    ]
+    for answer in answers:
+        jsonschema.validate(answer.json(), schema)

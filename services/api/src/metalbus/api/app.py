@@ -8,8 +8,10 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 
 from metalbus.shared import __version__
@@ -20,6 +22,7 @@ from metalbus.shared.runtime import ServiceDefinition, ServiceRuntime
 from . import problems, tokens
 from .edge import EdgeMiddleware
 from .eventlog import EventHub, register_consumers
+from .models import Problem
 from .routes import events, services
 from .routes import tokens as token_routes
 from .settings import ApiSettings
@@ -106,6 +109,20 @@ def create_app(settings: ApiSettings) -> FastAPI:
     problems.install(app)
     for router in (token_routes.router, services.router, events.router):
         app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(problem.pop("$defs", {}))
+            schemas["Problem"] = problem
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"], summary="Liveness (no token needed)")
     async def healthz() -> dict[str, str]:

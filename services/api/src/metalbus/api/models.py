@@ -90,3 +90,25 @@ class EventPage(BaseModel):
 
 
 API_TABLES = frozenset({ApiToken.__tablename__, EventRecord.__tablename__})
+
+
+class ProblemError(BaseModel):
+    """One input error inside a problem document."""
+
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document: every error the API returns has this shape."""
+
+    type: str = Field(description="urn:metalbus:problem:<code>")
+    title: str
+    status: int
+    detail: str
+    instance: str = Field(description="the request path")
+    code: str = Field(description="stable error code (metalbus.shared.errors)")
+    field: str | None = Field(default=None, description="the input at fault, e.g. body.role")
+    errors: list[ProblemError] | None = None
+    request_id: str | None = None
+    trace_id: str | None = None

@@ -17,9 +17,11 @@ from metalbus.shared.runtime import ServiceRuntime
 from ..deps import HubDep, Reader, ReadSession, RuntimeDep, SettingsDep
 from ..eventlog import TypeFilter, page_after, seq_of, to_event, to_public
 from ..models import EventPage, EventPublic, EventRecord
-from . import API_PREFIX
+from . import API_PREFIX, problem_responses
 
-router = APIRouter(prefix=API_PREFIX, tags=["events"])
+router = APIRouter(
+    prefix=API_PREFIX, tags=["events"], responses=problem_responses(401, 403, 404, 422)
+)
 TypesQuery = Annotated[
     list[str], Query(alias="type", description="event types; a trailing * matches a prefix")
 ]

@@ -12,9 +12,11 @@ from metalbus.shared.commands import Empty, Pong, ReadinessCheck, ServiceStatus,
 from metalbus.shared.errors import MetalbusError
 
 from ..deps import BusDep, Reader
-from . import API_PREFIX
+from . import API_PREFIX, problem_responses
 
-router = APIRouter(prefix=API_PREFIX, tags=["services"])
+router = APIRouter(
+    prefix=API_PREFIX, tags=["services"], responses=problem_responses(401, 403, 422, 503, 504)
+)
 # Literal of a tuple is the Literal of its members: one list of services, in shared.
 ServiceName = Literal[subjects.SERVICES]  # type: ignore[valid-type]
 

@@ -10,9 +10,11 @@ from sqlmodel import col, select
 from .. import tokens
 from ..deps import Admin, CheckerDep, DatabaseDep, Reader, ReadSession
 from ..models import ApiToken, TokenCreate, TokenIssued, TokenPublic
-from . import API_PREFIX
+from . import API_PREFIX, problem_responses
 
-router = APIRouter(prefix=API_PREFIX, tags=["tokens"])
+router = APIRouter(
+    prefix=API_PREFIX, tags=["tokens"], responses=problem_responses(401, 403, 404, 422)
+)
 
 
 @router.get("/whoami", summary="The token making the request")
