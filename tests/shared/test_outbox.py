@@ -219,3 +219,36 @@ def _false_when(value: bool) -> Awaitable[bool]:
 
 async def _later(value: bool) -> bool:
     return value
+
+
+async def test_consumer_drops_hopeless_events_and_gives_up_after_the_last_delivery(
+    nats_server: NatsServer, db_factory: DatabaseFactory, runtimes: list[ServiceRuntime]
+) -> None:
+    """A typed non-retryable error is final at once; anything else stops at max_deliver."""
+    from metalbus.shared.errors import ValidationFailed
+
+    calls: dict[str, int] = {}
+
+    async def judge(ev: RawEvent) -> None:
+        calls[ev.data["serial"]] = calls.get(ev.data["serial"], 0) + 1
+        if ev.data["serial"] == "hopeless":
+            raise ValidationFailed("this widget can never be applied", field="data.serial")
+        raise RuntimeError("always broken")
+
+    producer = await start(PRODUCER, nats_server.url, db_factory())
+    runtimes.append(producer)
+    await producer.bus.consume(
+        stream_service=PRODUCER, durable="judge", handler=judge, max_deliver=3
+    )
+    await producer.bus.publish(new_event(WidgetMade(serial="hopeless")))
+    await producer.bus.publish(new_event(WidgetMade(serial="broken")))
+
+    async def settled() -> bool:
+        info = await producer.bus.js.consumer_info(subjects.stream_name(PRODUCER), "judge")
+        return info.num_ack_pending == 0 and info.num_pending == 0 and calls.get("broken") == 3
+
+    await async_wait_for(settled, 30, "both events to be dropped")
+    assert calls == {"hopeless": 1, "broken": 3}
+    metrics = producer.metrics.exposition().decode()
+    assert 'metalbus_events_consumed_total{consumer="judge",outcome="rejected"} 1.0' in metrics
+    assert 'metalbus_events_consumed_total{consumer="judge",outcome="gave_up"} 1.0' in metrics
