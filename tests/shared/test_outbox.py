@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import nats
+import nats.js.errors
 import pytest
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -244,7 +245,10 @@ async def test_consumer_drops_hopeless_events_and_gives_up_after_the_last_delive
     await producer.bus.publish(new_event(WidgetMade(serial="broken")))
 
     async def settled() -> bool:
-        info = await producer.bus.js.consumer_info(subjects.stream_name(PRODUCER), "judge")
+        try:
+            info = await producer.bus.js.consumer_info(subjects.stream_name(PRODUCER), "judge")
+        except nats.js.errors.NotFoundError:
+            return False  # the consumer is created by its own task, maybe not yet
         return info.num_ack_pending == 0 and info.num_pending == 0 and calls.get("broken") == 3
 
     await async_wait_for(settled, 30, "both events to be dropped")
