@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +95,14 @@ def wait_for(check: Callable[[], Any], deadline_s: float, what: str) -> Any:
         pause = min(pause * 2, 0.2)
 
 
-async def async_wait_for(check: Callable[[], Awaitable[Any]], deadline_s: float, what: str) -> Any:
-    """``wait_for`` for coroutine checks."""
+async def async_wait_for(check: Callable[[], Any], deadline_s: float, what: str) -> Any:
+    """``wait_for`` inside the event loop; ``check`` may be a coroutine function or a plain one."""
     stop_at = time.monotonic() + deadline_s
     pause = 0.01
     while True:
-        result = await check()
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         if time.monotonic() > stop_at:
