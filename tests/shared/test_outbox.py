@@ -96,6 +96,15 @@ async def outbox_drained(rt: ServiceRuntime) -> None:
     await async_wait_for(empty, 10, "the relay to clear the outbox")
 
 
+async def consumer_idle(rt: ServiceRuntime, durable: str) -> bool:
+    """Whether a durable consumer has nothing left to deliver or to hear back about."""
+    try:
+        info = await rt.bus.js.consumer_info(subjects.stream_name(PRODUCER), durable)
+    except nats.js.errors.NotFoundError:
+        return False  # the consumer is created by its own task, maybe not yet
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
 async def test_rolled_back_event_is_never_published(
     nats_server: NatsServer, db_factory: DatabaseFactory, runtimes: list[ServiceRuntime]
 ) -> None:
@@ -166,11 +175,9 @@ async def test_event_survives_a_bus_outage_and_is_applied_exactly_once(
     await producer.bus.publish_raw(made.nats_subject, made.to_bytes(), msg_id=f"{made.id}-again")
     assert len(await stream_events(nats_server.url, PRODUCER)) == 2
 
-    async def drained() -> bool:
-        info = await sink.bus.js.consumer_info(subjects.stream_name(PRODUCER), "sink-widgets")
-        return info.num_pending == 0 and info.num_ack_pending == 0
-
-    await async_wait_for(drained, 10, "the consumer to take both copies")
+    await async_wait_for(
+        lambda: consumer_idle(sink, "sink-widgets"), 10, "the consumer to take both copies"
+    )
     assert applied == [made.id]
     async with sink.db.read() as session:
         processed = (await session.exec(select(ProcessedEvent))).all()
@@ -237,11 +244,7 @@ async def test_consumer_drops_hopeless_events_and_gives_up_after_the_last_delive
     await producer.bus.publish(new_event(WidgetMade(serial="broken")))
 
     async def settled() -> bool:
-        try:
-            info = await producer.bus.js.consumer_info(subjects.stream_name(PRODUCER), "judge")
-        except nats.js.errors.NotFoundError:
-            return False  # the consumer is created by its own task, maybe not yet
-        return info.num_ack_pending == 0 and info.num_pending == 0 and calls.get("broken") == 3
+        return calls.get("broken") == 3 and await consumer_idle(producer, "judge")
 
     await async_wait_for(settled, 30, "both events to be dropped")
     assert calls == {"hopeless": 1, "broken": 3}

@@ -413,9 +413,8 @@ class Bus:
                     stream,
                     type(exc).__name__,
                 )
-                await asyncio.sleep(
-                    delay
-                )  # deliberate back-off until the stream's owner creates it
+                # Deliberate back-off until the stream's owner creates it.
+                await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._pull_subscriptions.append(sub)
         while True:
