@@ -36,6 +36,8 @@ from nats.micro.service import Service as MicroService
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
+from metalbus.shared.tasks import cancel_all
+
 from . import subjects, telemetry
 from .commands import Command
 from .errors import (
@@ -236,6 +238,9 @@ class Bus:
                 metadata={"description": cmd.description} if cmd.description else None,
             )
         self._micro.append(micro)
+        # The subscriptions reach the server with the next flush: until then a request
+        # sent right after start (the service reports ready) could find no responders.
+        await self.nc.flush()
 
     def _endpoint(
         self, cmd: Command[Any, Any], handler: Handler, slots: asyncio.Semaphore
@@ -508,9 +513,7 @@ class Bus:
                 await micro.stop()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
-        for task in self._consumers:
-            task.cancel()
-        await asyncio.gather(*self._consumers, return_exceptions=True)
+        await cancel_all(self._consumers)
         # A pull subscription holds drain() until its timeout (nats-py's fetch leaves its
         # queue unfinished); unacknowledged messages are redelivered anyway.
         for sub in self._pull_subscriptions:

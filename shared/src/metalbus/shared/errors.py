@@ -101,6 +101,12 @@ class Conflict(MetalbusError):
     http_status = 409
 
 
+class AddressExhausted(Conflict):
+    """No free address is left where one was asked for (a subnet, a range)."""
+
+    code = "address_exhausted"
+
+
 class Unauthorized(MetalbusError):
     """No credentials, or credentials that are not valid."""
 
@@ -155,6 +161,7 @@ ERRORS_BY_CODE: dict[str, type[MetalbusError]] = {
         MethodNotAllowed,
         PayloadTooLarge,
         Conflict,
+        AddressExhausted,
         Unauthorized,
         Forbidden,
         RateLimited,

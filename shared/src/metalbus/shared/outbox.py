@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,22 +31,32 @@ from .metrics import ServiceMetrics
 log = logging.getLogger(__name__)
 
 
-def stage(session: AsyncSession, event: Event[Any]) -> None:
-    """Add an event to the outbox inside the caller's transaction.
+_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_OLDEST = sa_select(_OUTBOX).order_by(_OUTBOX.c.seq).limit(bindparam("batch"))
 
-    The current trace context goes with it, so the trace continues in the consumers.
-    """
-    session.add(
-        OutboxMessage(
-            event_id=event.id,
-            subject=event.nats_subject,
-            event_type=event.type,
-            body=event.model_dump_json(),
-            headers=json.dumps(telemetry.trace_headers()),
-            created_at=utcnow(),
-        )
-    )
+
+def _outbox_row(event: Event[Any]) -> dict[str, Any]:
+    # The current trace context goes with the event, so the trace continues in consumers.
+    return {
+        "event_id": event.id,
+        "subject": event.nats_subject,
+        "event_type": event.type,
+        "body": event.model_dump_json(),
+        "headers": json.dumps(telemetry.trace_headers()),
+        "created_at": utcnow(),
+    }
+
+
+def stage(session: AsyncSession, event: Event[Any]) -> None:
+    """Add an event to the outbox inside the caller's transaction (ORM session)."""
+    session.add(OutboxMessage(**_outbox_row(event)))
     session.info[OUTBOX_FLAG] = True
+
+
+def stage_on(connection: Connection, event: Event[Any]) -> None:
+    """Add an event to the outbox inside a :meth:`Database.run_transaction` transaction."""
+    connection.execute(insert(OutboxMessage), [_outbox_row(event)])
+    connection.info[OUTBOX_FLAG] = True
 
 
 class OutboxRelay:
@@ -80,25 +92,23 @@ class OutboxRelay:
 
         Raises whatever the bus raised when it could not take them (the rows stay).
         """
-        async with self.db.read() as session:
-            rows = (
-                await session.exec(
-                    select(OutboxMessage).order_by(col(OutboxMessage.seq)).limit(self.batch)
-                )
-            ).all()
+        # Core, in one hop each way: on SQLite the ORM through aiosqlite costs a thread hop
+        # per driver call, and the relay runs after every commit.
+        rows = await self.db.run_transaction(self._oldest)
         if not rows:
             self.metrics.outbox_pending.set(0)
             return 0
         await self.bus.publish_batch(
             [(r.subject, r.body.encode(), r.event_id, json.loads(r.headers)) for r in rows]
         )
-        async with self.db.transaction() as session:
-            await session.exec(
-                delete(OutboxMessage).where(col(OutboxMessage.seq).in_([r.seq for r in rows]))
-            )
+        published = delete(OutboxMessage).where(col(OutboxMessage.seq).in_([r.seq for r in rows]))
+        await self.db.run_transaction(lambda connection: connection.execute(published))
         for row in rows:
             self.metrics.events_published(row.event_type).inc()
         return len(rows)
+
+    def _oldest(self, connection: Connection) -> Sequence[Row[Any]]:
+        return connection.execute(_OLDEST, {"batch": self.batch}).all()
 
     async def pending(self) -> int:
         """How many events wait to be published."""

@@ -34,6 +34,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from metalbus.shared.tasks import cancel_all
+
 from . import __version__, telemetry
 from .bus import Bus, Handler, StreamSettings
 from .commands import Command, Empty, Pong, ReadinessCheck, ServiceStatus, ping, status
@@ -162,7 +164,7 @@ class ServiceRuntime:
                 handler=idempotent(self.db, durable, spec.apply),
                 filter_subject=spec.filter_subject,
             )
-        for loop in [self.relay.run, self._prune_processed, *self._loops]:
+        for loop in [self.relay.run, self._prune_processed, self._checkpoint, *self._loops]:
             self._tasks.append(asyncio.create_task(loop(), name=f"{self.name} {loop.__name__}"))
         self._started = True
         # Everything made so far lives as long as the process: keep it out of the
@@ -182,9 +184,7 @@ class ServiceRuntime:
         self._started = False
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.relay.publish_pending(), timeout=2)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         await self.bus.close()
         await self.db.dispose()
         log.info("%s service stopped", self.name)
@@ -223,6 +223,18 @@ class ServiceRuntime:
 
     async def _status(self, _: Empty) -> ServiceStatus:
         return await self.readiness()
+
+    async def _checkpoint(self) -> None:
+        if self.db.dialect != "sqlite":
+            return
+        while True:
+            try:
+                await self.db.checkpoint()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # busy or away: the next round (or the safety net) does it
+                log.debug("SQLite checkpoint skipped: %s", exc)
+            await asyncio.sleep(1.0)  # deliberate interval: background checkpoints
 
     async def _prune_processed(self) -> None:
         keep = timedelta(days=self.settings.stream_max_age_days)

@@ -61,6 +61,11 @@ def service_events(service: str) -> str:
     return f"{ROOT}.evt.{_check('service', service)}.>"
 
 
+def entity_events(service: str, entity: str) -> str:
+    """Wildcard matching every event about one kind of object (``metalbus.evt.boot.lease.>``)."""
+    return f"{ROOT}.evt.{_check('service', service)}.{_check('entity', entity)}.>"
+
+
 ALL_EVENTS: Final = f"{ROOT}.evt.>"
 
 
