@@ -1,0 +1,1 @@
+"""Per-machine boot configs: what a MAC boots, rendered for pxelinux, GRUB and iPXE."""
