@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import socket
@@ -41,6 +40,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from reports import save_report  # bench/ is the script's directory: on sys.path
 
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -361,11 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         print_ratios(report)
         print(f"\nwhole run: {report['wall_s']:.0f} s")
         if not args.no_save:
-            args.results_dir.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            path = args.results_dir / f"boot_tftp-{stamp}.json"
-            path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-            print(f"saved {path}")
+            print(f"saved {save_report(report, args.results_dir, 'boot_tftp')}")
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import shutil
@@ -54,6 +53,7 @@ from typing import Any
 import httpx
 import libvirt
 from foundation import BENCH_DIR, SetupError, percentile, start_system
+from reports import positive, save_report  # bench/ is the script's directory: on sys.path
 
 from metalbus.compose import virt
 from metalbus.compose.virt import VolumePlan
@@ -416,24 +416,10 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"target: {t['rule']}: {'PASS' if t['met'] else 'MISS'}")
 
 
-def save_report(report: dict[str, Any], results_dir: Path) -> Path:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = results_dir / f"compose-{stamp}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    return path
-
-
 # -- entry point --------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    def positive(text: str) -> int:
-        value = int(text)
-        if value < 1:
-            raise argparse.ArgumentTypeError("must be at least 1")
-        return value
-
     parser = argparse.ArgumentParser(
         prog="bench/compose.py",
         description="Compose + decompose through the API beside raw libvirt on the test "
@@ -487,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         report = build_report(args, result)
         print_report(report)
         if not args.no_save:
-            print(f"\nsaved {save_report(report, args.results_dir)}")
+            print(f"\nsaved {save_report(report, args.results_dir, 'compose')}")
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

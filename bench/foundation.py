@@ -50,6 +50,7 @@ from typing import Any, TextIO
 import httpx
 import nats
 from bare_servers import NATS_SUBJECT
+from reports import positive, save_report  # bench/ is the script's directory: on sys.path
 
 from metalbus.cli.up import free_port, port_open, wait_until
 
@@ -826,26 +827,11 @@ def print_report(report: dict[str, Any]) -> None:
         )
 
 
-def save_report(report: dict[str, Any], results_dir: Path) -> Path:
-    """Write the report as ``foundation-<timestamp>.json``; returns the path."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = results_dir / f"foundation-{stamp}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    return path
-
-
 # -- entry point -------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The tunables; the defaults keep a run under about two minutes on two cores."""
-
-    def positive(text: str) -> int:
-        value = int(text)
-        if value < 1:
-            raise argparse.ArgumentTypeError("must be at least 1")
-        return value
 
     parser = argparse.ArgumentParser(
         prog="bench/foundation.py",
@@ -923,7 +909,7 @@ def main(argv: list[str] | None = None) -> int:
         report["settings"]["missing_sniffio_failed_fast"] = sniffio_shortcut
         print_report(report)
         if not args.no_save:
-            print(f"\nsaved {save_report(report, args.results_dir)}")
+            print(f"\nsaved {save_report(report, args.results_dir, 'foundation')}")
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -37,7 +37,6 @@ import bisect
 import contextlib
 import gc
 import ipaddress
-import json
 import logging
 import os
 import platform
@@ -57,6 +56,7 @@ from typing import Any
 
 import netaddr
 from foundation import HELPER_DEADLINE_S, POLL_S, VENV_BIN, SetupError, percentile, start_process
+from reports import positive, save_report  # bench/ is the script's directory: on sys.path
 from sqlalchemy import delete, insert
 from sqlmodel import col, select
 
@@ -796,15 +796,6 @@ def print_report(report: dict[str, Any]) -> None:
         )
 
 
-def save_report(report: dict[str, Any], results_dir: Path) -> Path:
-    """Write the report as ``ipam-<timestamp>.json``; returns the path."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = results_dir / f"ipam-{stamp}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    return path
-
-
 # -- entry point -------------------------------------------------------------------------
 
 
@@ -841,12 +832,6 @@ def nats_server(work_dir: Path) -> Any:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The tunables; the defaults keep a run under about five minutes on two cores."""
-
-    def positive(text: str) -> int:
-        value = int(text)
-        if value < 1:
-            raise argparse.ArgumentTypeError("must be at least 1")
-        return value
 
     parser = argparse.ArgumentParser(
         prog="bench/ipam.py",
@@ -955,7 +940,7 @@ def main(argv: list[str] | None = None) -> int:
         print_report(report)
         print(f"\nwhole run: {report['wall_s']:.0f} s")
         if not args.no_save:
-            print(f"saved {save_report(report, args.results_dir)}")
+            print(f"saved {save_report(report, args.results_dir, 'ipam')}")
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
