@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -10,7 +11,15 @@ from sqlalchemy import text
 
 from metalbus.shared.contract import power as p
 from metalbus.shared.errors import Conflict, ServiceUnavailable, ValidationFailed
-from tests.power.conftest import PASSWORD, IpmiSim, PowerUnderTest, Sushy, Webhook, free_port
+from tests.power.conftest import (
+    PASSWORD,
+    BmcFarm,
+    IpmiSim,
+    PowerUnderTest,
+    Sushy,
+    Webhook,
+    free_port,
+)
 
 
 async def create(
@@ -61,6 +70,49 @@ async def test_ipmi_actions_are_safe_and_confirmed_against_ipmi_sim(
     assert stored.power_state is p.PowerState.ON and stored.reachable
 
 
+async def test_ipmi_actions_against_pyghmis_bmc_server(
+    power: PowerUnderTest, bmc_farm: BmcFarm
+) -> None:
+    """The same actions against the other IPMI implementation: pyghmi's BMC server."""
+    port = bmc_farm.ports[1]  # starts off
+    bmc = await create(power, "ipmi", bmc_farm.settings(port))
+    on = await power.call(p.POWER_ON, {"id": bmc.id, "boot": {"device": "pxe", "mode": "efi"}})
+    assert (on.power_state, on.changed) == (p.PowerState.ON, True)
+    assert bmc_farm.command(f"get {port}") == "on network"
+    again = await power.call(p.POWER_ON, {"id": bmc.id})
+    assert (again.changed, again.attempts) == (False, 1)
+
+    await power.call(p.SET_BOOT_DEVICE, {"id": bmc.id, "boot": {"device": "disk"}})
+    assert bmc_farm.command(f"get {port}") == "on hd"
+    off = await power.call(p.POWER_OFF, {"id": bmc.id, "soft": True})
+    assert off.power_state is p.PowerState.OFF and bmc_farm.command(f"get {port}") == "off hd"
+    cycled = await power.call(p.POWER_CYCLE, {"id": bmc.id})
+    assert cycled.power_state is p.PowerState.ON and bmc_farm.command(f"get {port}") == "on hd"
+    changes = await power.wait_event("state.changed", bmc.id, count=3)
+    assert [e.data["state"] for e in changes] == ["on", "off", "on"]
+    counted = power.rt.metrics.registry.get_sample_value
+    assert counted("metalbus_power_actions_total", {"action": "on", "outcome": "ok"}) == 2
+    assert counted("metalbus_power_actions_total", {"action": "cycle", "outcome": "ok"}) == 1
+
+
+async def test_ipmi_unreachable_bmc_fails_after_retries_and_changes_nothing(
+    power: PowerUnderTest,
+) -> None:
+    nobody = {"address": "127.0.0.1", "port": free_port(), "username": "admin", "password": "x"}
+    bmc = await create(power, "ipmi", nobody)
+    with pytest.raises(ServiceUnavailable) as down:
+        await power.call(p.POWER_ON, {"id": bmc.id, "boot": {"device": "pxe"}})
+    assert "did not answer after 2 tries" in down.value.message
+    failed = await power.wait_event("action.failed", bmc.id)
+    assert failed[0].data["code"] == "service_unavailable" and failed[0].data["attempts"] == 2
+    assert power.rt.metrics.registry.get_sample_value(
+        "metalbus_power_actions_total", {"action": "on", "outcome": "service_unavailable"}
+    )
+    stored = await power.call(p.BMC_GET, {"id": bmc.id})
+    assert stored.power_state is p.PowerState.UNKNOWN and stored.last_error
+    assert power.of_type("state.changed", bmc.id) == []
+
+
 async def test_ipmi_bad_credentials_fail_at_once_and_change_nothing(
     power: PowerUnderTest, ipmi_sim: IpmiSim
 ) -> None:
@@ -89,10 +141,23 @@ async def test_ipmi_bad_credentials_fail_at_once_and_change_nothing(
 
 
 async def test_secrets_are_sealed_at_rest_and_never_leave(
-    power: PowerUnderTest, ipmi_sim: IpmiSim
+    power: PowerUnderTest, ipmi_sim: IpmiSim, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger (on SQLite: aiosqlite's statements too)
     bmc = await create(power, "ipmi", ipmi_sim.settings(kg="kg-secret-key"))
     assert bmc.secrets_set == ["kg", "password"]
+    # A failing action (ipmi_sim has no K_g: the login is refused) and a change of password
+    # go through the logs and the events too.
+    with pytest.raises(Conflict) as wrong_kg:
+        await power.call(p.POWER_ON, {"id": bmc.id})
+    assert wrong_kg.value.field == "settings.kg"  # fatal at once, not retried
+    failed = await power.wait_event("action.failed", bmc.id)
+    assert failed[0].data["attempts"] == 1
+    changed = await power.call(
+        p.BMC_UPDATE, {"id": bmc.id, "changes": {"settings": {"password": "new-secret-pw"}}}
+    )
+    await power.call(p.BMC_UPDATE, {"id": bmc.id, "changes": {"settings": {"password": PASSWORD}}})
+    assert "new-secret-pw" not in changed.model_dump_json()
     async with power.rt.db.read() as session:
         row = (await session.exec(text("SELECT settings, secrets FROM power_bmc"))).one()  # type: ignore[call-overload]
     assert PASSWORD not in row.settings + row.secrets and "kg-secret-key" not in row.secrets
@@ -101,7 +166,9 @@ async def test_secrets_are_sealed_at_rest_and_never_leave(
     await power.call(p.BMC_DELETE, {"id": bmc.id})
     await power.wait_event("bmc.deleted", bmc.id)
     wire = b"".join(power.raw) + listed.model_dump_json().encode()
-    assert PASSWORD.encode() not in wire and b"kg-secret-key" not in wire
+    for secret in (PASSWORD, "kg-secret-key", "new-secret-pw"):
+        assert secret.encode() not in wire
+        assert secret not in caplog.text
 
 
 async def test_malformed_settings_are_refused_with_the_field_and_nothing_is_stored(
@@ -144,6 +211,29 @@ async def test_malformed_settings_are_refused_with_the_field_and_nothing_is_stor
     with pytest.raises(Conflict) as taken:
         await power.call(p.BMC_CREATE, {"name": "x", "driver": "manual"})
     assert taken.value.field == "name"
+
+    # Malformed changes to a stored BMC: refused, naming the field; the BMC, its sealed
+    # password and the event stream are as they were.
+    good = {"address": "10.0.0.1", "username": "admin", "password": PASSWORD}
+    bmc = await create(power, "ipmi", good, name="stored")
+    await power.wait_event("bmc.created", bmc.id)
+    before = await power.call(p.BMC_GET, {"id": bmc.id})
+    for changes, field in [
+        ({"settings": {"port": 70000}}, "settings.port"),
+        ({"settings": {"password": None}}, "settings.password"),
+        ({"settings": {"privilege": "root"}}, "settings.privilege"),
+        ({"settings": {"surprise": True}}, "settings.surprise"),
+        ({"name": "also-renamed", "settings": {"cipher_suite": 4}}, "settings.cipher_suite"),
+    ]:
+        with pytest.raises(ValidationFailed) as bad:
+            await power.call(p.BMC_UPDATE, {"id": bmc.id, "changes": changes})
+        assert bad.value.field == field, (changes, bad.value)
+        assert field.split(".")[1] in bad.value.message
+    assert await power.call(p.BMC_GET, {"id": bmc.id}) == before
+    assert power.of_type("bmc.updated") == []
+    renamed = await power.call(p.BMC_UPDATE, {"id": bmc.id, "changes": {"name": "renamed"}})
+    assert renamed.settings == before.settings and renamed.secrets_set == ["password"]
+    assert len(await power.wait_event("bmc.updated", bmc.id)) == 1
 
 
 async def test_virsh_drives_a_libvirt_test_domain(power: PowerUnderTest) -> None:

@@ -3,10 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from metalbus.shared.contract import power as p
 from tests.helpers import async_wait_for
 from tests.power.conftest import BmcFarm, PowerUnderTest, run_farm
+
+Query = Callable[[], Awaitable[p.PowerState]]
+
+
+def wrap_queries(
+    power: PowerUnderTest, around: Callable[[int, Query], Awaitable[p.PowerState]]
+) -> None:
+    """Make every BMC query of ``power`` go through ``around(bmc id, the real query)``."""
+    store = power.service.store
+    real_driver_for = type(store).driver_for
+
+    def driver_for(self, row):  # type: ignore[no-untyped-def]
+        driver = real_driver_for(self, row)
+        real_query = driver.query
+
+        async def query() -> p.PowerState:
+            return await around(row.id, real_query)
+
+        driver.query = query
+        return driver
+
+    store.driver_for = driver_for.__get__(store)  # type: ignore[method-assign]
 
 
 async def test_sweeps_report_changes_failures_and_recovery(
@@ -76,6 +99,11 @@ async def test_sweeps_report_changes_failures_and_recovery(
     assert node2.reachable and node2.last_error is None
     assert power.of_type("state.changed", ids[2])[-1].data["state"] == "on"  # no false change
     assert len(power.of_type("state.changed")) == 5
+    counted = power.rt.metrics.registry.get_sample_value
+    assert counted("metalbus_power_poll_queries_total", {"outcome": "failed"}) >= 2
+    assert counted("metalbus_power_poll_queries_total", {"outcome": "skipped"}) >= 1
+    assert counted("metalbus_power_poll_state_changes_total") == 5
+    assert counted("metalbus_power_sweep_seconds_count") >= 6
 
 
 async def test_per_host_limit_holds_queries_to_one_host(
@@ -91,31 +119,73 @@ async def test_per_host_limit_holds_queries_to_one_host(
     poller.settings = poller.settings.model_copy(update={"poll_per_host": 1})
     in_flight = 0
     peak = 0
-    driver_type = type(power.service.store)
-    real_driver_for = driver_type.driver_for
 
-    def counting_driver_for(store, row):  # type: ignore[no-untyped-def]
-        driver = real_driver_for(store, row)
-        real_query = driver.query
+    async def counting(bmc_id: int, query: Query) -> p.PowerState:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await query()
+        finally:
+            in_flight -= 1
 
-        async def query() -> p.PowerState:
-            nonlocal in_flight, peak
-            in_flight += 1
-            peak = max(peak, in_flight)
-            try:
-                return await real_query()
-            finally:
-                in_flight -= 1
-
-        driver.query = query
-        return driver
-
-    power.service.store.driver_for = counting_driver_for.__get__(power.service.store)  # type: ignore[method-assign]
+    wrap_queries(power, counting)
     report = await poller.sweep()
     assert report.ok == 4 and peak == 1
     poller.settings = poller.settings.model_copy(update={"poll_per_host": 4})
     await poller.sweep()
     assert peak > 1
+
+
+async def test_a_bmc_that_stops_answering_mid_sweep(
+    power: PowerUnderTest, bmc_farm: BmcFarm
+) -> None:
+    """One BMC goes silent while a sweep is under way (its session warm): that sweep still
+    records the others, reports the failure, and changes no state; the next failure makes
+    it unreachable, and its return is a recovery with no false change."""
+    ids = []
+    for i, port in enumerate(bmc_farm.ports):
+        bmc = await power.call(
+            p.BMC_CREATE, {"name": f"n{i}", "driver": "ipmi", "settings": bmc_farm.settings(port)}
+        )
+        ids.append(bmc.id)
+    poller = power.service.poller
+    assert (await poller.sweep()).ok == 4
+    for bmc_id in ids:
+        await power.wait_event("state.changed", bmc_id)
+    # One query at a time, in id order: node2 is muted once node0 has answered.
+    poller.settings = poller.settings.model_copy(update={"poll_per_host": 1})
+    victim = bmc_farm.ports[2]
+
+    muted = False
+
+    async def mute_after_first(bmc_id: int, query: Query) -> p.PowerState:
+        nonlocal muted
+        state = await query()
+        if bmc_id == ids[0] and not muted:
+            assert bmc_farm.command(f"mute {victim}") == "ok"
+            muted = True
+        return state
+
+    wrap_queries(power, mute_after_first)
+    mid = await poller.sweep()
+    assert (mid.ok, mid.failed, mid.changed, mid.unreachable) == (3, 1, 0, 0), mid.errors
+    assert mid.errors[0].startswith(f"BMC {ids[2]}: ")
+    node2 = await power.call(p.BMC_GET, {"id": ids[2]})
+    assert node2.reachable and node2.last_error and node2.power_state is p.PowerState.ON
+
+    after = await poller.sweep()
+    assert (after.ok, after.failed, after.unreachable) == (3, 1, 1)
+    await power.wait_event("bmc.unreachable", ids[2])
+    assert bmc_farm.command(f"unmute {victim}") == "ok"
+
+    async def recovered() -> bool:
+        await poller.sweep()
+        return bool(power.of_type("bmc.recovered", ids[2]))
+
+    await async_wait_for(recovered, 20, "node2 to recover")
+    assert power.of_type("bmc.recovered", ids[2])[0].data["power_state"] == "on"
+    assert len(power.of_type("state.changed")) == 4  # the first sweep's, nothing since
 
 
 async def test_hundreds_of_bmcs_sharing_client_sockets_at_full_concurrency(

@@ -47,6 +47,7 @@ from metalbus.shared.errors import (
 from metalbus.shared.events import new_event, utcnow
 
 from .drivers import FatalError, PowerDriver, TransientError
+from .metrics import PowerMetrics
 from .models import PowerBmc
 from .settings import PowerSettings
 from .store import BmcStore
@@ -66,9 +67,10 @@ class _Run:
 class PowerController:
     """Carries out power actions; owns the per-BMC locks the poller respects."""
 
-    def __init__(self, store: BmcStore, settings: PowerSettings) -> None:
+    def __init__(self, store: BmcStore, settings: PowerSettings, metrics: PowerMetrics) -> None:
         self.store = store
         self.settings = settings
+        self.metrics = metrics
         self.locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def run(
@@ -95,10 +97,12 @@ class PowerController:
             async with self.locks[bmc_id]:
                 before, after = await self._carry_out(run, action, boot)
         except MetalbusError as exc:
+            self.metrics.actions(action.value, exc.code).inc()
             await self._record_failure(bmc_id, machine_id, action, exc, run.attempts)
             raise
         finally:
             await driver.close()
+        self.metrics.actions(action.value, "ok").inc()
         await self._record_state(bmc_id, after, action)
         return PowerResult(
             bmc_id=bmc_id,

@@ -46,6 +46,7 @@ from metalbus.shared.events import new_event, utcnow
 
 from .actions import PowerController
 from .drivers import DRIVERS, DriverError, PowerDriver
+from .metrics import PowerMetrics
 from .models import PowerBmc
 from .settings import PowerSettings
 from .store import BmcStore
@@ -89,11 +90,16 @@ class Poller:
     """Sweeps the BMCs and reports what changed."""
 
     def __init__(
-        self, store: BmcStore, controller: PowerController, settings: PowerSettings
+        self,
+        store: BmcStore,
+        controller: PowerController,
+        settings: PowerSettings,
+        metrics: PowerMetrics,
     ) -> None:
         self.store = store
         self.controller = controller
         self.settings = settings
+        self.metrics = metrics
         self.breakers: defaultdict[int, _Breaker] = defaultdict(_Breaker)
         self.last: SweepReport | None = None
 
@@ -145,6 +151,11 @@ class Poller:
         report.queried = len(targets)
         await self._commit(targets, report)
         report.seconds = time.monotonic() - started
+        self.metrics.sweep_seconds.observe(report.seconds)
+        self.metrics.queries("ok").inc(report.ok)
+        self.metrics.queries("failed").inc(report.failed)
+        self.metrics.queries("skipped").inc(report.skipped)
+        self.metrics.state_changes.inc(report.changed)
         return report
 
     async def _query(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,11 +24,14 @@ from metalbus.shared.runtime import ServiceDefinition, ServiceRuntime, run_servi
 from metalbus.shared.secrets import SecretBox, load_keys
 
 from .actions import PowerController
+from .drivers import DRIVERS
+from .metrics import PowerMetrics
 from .poller import Poller
 from .settings import PowerSettings
 from .store import BmcStore
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,6 +42,7 @@ class PowerService:
     controller: PowerController
     poller: Poller
     executor: ThreadPoolExecutor
+    metrics: PowerMetrics
 
     async def power_on(self, req: PowerOnRequest) -> PowerResult:
         return await self.controller.run(req.id, PowerAction.ON, boot=req.boot)
@@ -58,6 +63,37 @@ class PowerService:
     async def drivers(self, _: Empty) -> DriverList:
         return self.store.drivers()
 
+    def session_idle_s(self) -> float:
+        """How long a BMC session may sit unused before it is logged out: never less than
+        two polling intervals (plus jitter), or every sweep would log in again."""
+        s = self.controller.settings
+        if not s.poll_enabled:
+            return s.session_idle_s
+        return max(s.session_idle_s, 2 * s.poll_interval_s + s.poll_jitter_s)
+
+    async def release_idle_sessions(self) -> int:
+        """Log out of every driver's sessions unused for :meth:`session_idle_s`."""
+        idle = self.session_idle_s()
+        released = 0
+        for driver in DRIVERS.values():
+            released += await driver.release_idle(self.executor, idle)
+        self.metrics.sessions_released.inc(released)
+        return released
+
+    async def keep_sessions_tidy(self) -> None:
+        """Release idle sessions every half idle period, until cancelled."""
+        while True:
+            await asyncio.sleep(self.session_idle_s() / 2)  # deliberate: the reaping period
+            try:
+                released = await self.release_idle_sessions()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("releasing idle BMC sessions failed")
+            else:
+                if released:
+                    log.info("logged out of %d idle BMC session(s)", released)
+
     async def hold_executor(self) -> None:
         """Lives as long as the service; shuts the driver threads down at stop."""
         try:
@@ -77,8 +113,10 @@ def make_definition(
         box = SecretBox(load_keys(settings, "power"))
         executor = ThreadPoolExecutor(settings.driver_threads, thread_name_prefix="power-driver")
         store = BmcStore(rt.db, box, executor)
-        controller = PowerController(store, settings)
-        service = PowerService(store, controller, Poller(store, controller, settings), executor)
+        metrics = PowerMetrics(rt.metrics)
+        controller = PowerController(store, settings, metrics)
+        poller = Poller(store, controller, settings, metrics)
+        service = PowerService(store, controller, poller, executor, metrics)
         rt.command(contract.BMC_CREATE, store.create)
         rt.command(contract.BMC_GET, store.get)
         rt.command(contract.BMC_LIST, store.list)
@@ -91,6 +129,7 @@ def make_definition(
         rt.command(contract.POWER_QUERY, service.power_query)
         rt.command(contract.SET_BOOT_DEVICE, service.set_boot_device)
         rt.background(service.hold_executor)
+        rt.background(service.keep_sessions_tidy)
         if settings.poll_enabled:
             rt.background(service.poller.run)
         if on_start is not None:

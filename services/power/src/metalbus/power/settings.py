@@ -55,6 +55,12 @@ class PowerSettings(ServiceSettings):
     soft_off_timeout_s: float = Field(
         120.0, gt=0, description="how long a soft power off waits for the OS to shut down"
     )
+    session_idle_s: float = Field(
+        300.0,
+        gt=0,
+        description="a BMC session (IPMI) no query or action used this long is logged out "
+        "(BMCs have few session slots); while polling, at least two polling intervals",
+    )
     driver_threads: int = Field(
         64, ge=1, description="threads for blocking drivers (pyghmi, libvirt)"
     )

@@ -117,6 +117,12 @@ class PowerDriver(ABC, Generic[SettingsT]):
             boot_device=cls.boot_device,
         )
 
+    @classmethod
+    async def release_idle(cls, executor: Executor, idle_s: float) -> int:
+        """Let go of what the driver keeps between calls (sessions) and nobody used for
+        ``idle_s``; how many it let go. Most drivers keep nothing."""
+        return 0
+
     def can_soft_off(self) -> bool:
         """Whether this BMC, as configured, can power off softly."""
         return self.soft_off

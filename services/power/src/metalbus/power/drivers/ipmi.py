@@ -5,6 +5,12 @@ sessions (per address, port, user, password and K_g) alive in its own I/O thread
 the same session to the next ``Command``, so polling logs in once per BMC, not once per
 query (a warm sweep is one round trip per BMC).
 
+pyghmi keeps a session alive (a keep-alive every 25-29 s) until it fails: it never lets go
+of one by itself. A BMC deleted, re-addressed or given new credentials would keep its old
+session alive for the life of the process, holding one of the BMC's few session slots
+(often four). :meth:`IpmiDriver.release_idle` logs out of the sessions no query or action
+used for a while; the service calls it periodically.
+
 pyghmi negotiates the cipher suite itself: 17 (HMAC-SHA256, AES) first, then 3 (HMAC-SHA1,
 AES). ``cipher_suite`` *requires* one of them: a BMC that settles on the other is refused.
 
@@ -16,7 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr
@@ -27,21 +37,31 @@ from . import pyghmi_fixes
 from .base import DriverSettingsModel, FatalError, PowerDriver, TransientError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 PRIVILEGES = {"user": 2, "operator": 3, "administrator": 4}
 _CHASSIS_CONTROL = {"off": 0, "on": 1, "soft_off": 5}
-# Phrases pyghmi (and BMCs, through it) use for failures retrying cannot fix.
+# Phrases pyghmi (and BMCs, through it) use for failures retrying cannot fix, and the
+# setting at fault; the first that matches wins. "Insufficient resources to create a
+# session" (the BMC's session slots are full) is not among them: it passes.
 _FATAL = (
-    "password",
-    "unauthorized",
-    "invalid role",
-    "privilege",
-    "cipher suite",
-    "username too long",
-    "invalid parameter",
-    "insufficient privilege",
+    ("wrong kg", "settings.kg"),  # RAKP4 integrity code: the K_g differs
+    ("unauthorized name", "settings.username"),
+    ("username length", "settings.username"),
+    ("username too long", "settings.username"),
+    ("password", "settings.password"),
+    ("integrity check value", "settings.password"),  # RAKP3 refused by the BMC
+    ("invalid role", "settings.privilege"),
+    ("privilege", "settings.privilege"),
+    ("cipher suite", "settings.cipher_suite"),
+    ("unauthorized", None),
+    ("invalid parameter", None),
+    ("unrecognized parameter", None),
 )
 # IPMI completion codes worth retrying: node busy, out of space, command timeout.
 _BUSY_CODES = (0xC0, 0xC4, 0xC3)
+# The pyghmi sessions this process used, and when last (monotonic): what release_idle reaps.
+_last_used: dict[Any, float] = {}
+_last_used_lock = threading.Lock()
 
 
 class IpmiSettings(DriverSettingsModel):
@@ -95,8 +115,12 @@ class IpmiDriver(PowerDriver[IpmiSettings]):
                 kg=s.kg.get_secret_value().encode() if s.kg else None,
                 privlevel=PRIVILEGES[s.privilege],
             )
-            self._check_cipher_suite(ipmi)
-            return call(ipmi)
+            _touch(ipmi.ipmi_session)
+            try:
+                self._check_cipher_suite(ipmi)
+                return call(ipmi)
+            finally:
+                _touch(ipmi.ipmi_session)
         except IpmiException as exc:
             raise _classify(str(exc), getattr(exc, "ipmicode", 0)) from None
         except (OSError, AssertionError) as exc:
@@ -112,6 +136,28 @@ class IpmiDriver(PowerDriver[IpmiSettings]):
                 f"the BMC negotiated cipher suite {negotiated}, the settings require {wanted}",
                 field="settings.cipher_suite",
             )
+
+    @classmethod
+    async def release_idle(cls, executor: Executor, idle_s: float) -> int:
+        """Log out of the sessions no call used for ``idle_s``; how many were let go.
+
+        A session in a command is left for the next round, as is one whose logout failed.
+        A call that picks up a session in the instant it is logged out fails as a transient
+        error (retried); the timestamp is renewed at the start of every call, so only a
+        session unused for ``idle_s`` is at risk.
+        """
+        now = time.monotonic()
+        with _last_used_lock:
+            idle = [s for s, at in _last_used.items() if now - at >= idle_s]
+            for session in idle:
+                del _last_used[session]
+        loop = asyncio.get_running_loop()
+        done = await asyncio.gather(*(loop.run_in_executor(executor, _logout, s) for s in idle))
+        with _last_used_lock:
+            for session, released in zip(idle, done, strict=True):
+                if not released:  # due again at the next round, unless used meanwhile
+                    _last_used.setdefault(session, now - idle_s)
+        return sum(done)
 
     @staticmethod
     def _raw(ipmi: Any, command: int, data: tuple[int, ...] = ()) -> dict[str, Any]:
@@ -147,13 +193,30 @@ class IpmiDriver(PowerDriver[IpmiSettings]):
         await self._run(set_bootdev)
 
 
+def _touch(session: Any) -> None:
+    with _last_used_lock:
+        _last_used[session] = time.monotonic()
+
+
+def _logout(session: Any) -> bool:
+    """Log out of one session: True once pyghmi let go of it, False to try again later."""
+    if session.broken:
+        return True  # pyghmi already let go of it (the BMC stopped answering)
+    if session._isincommand():
+        return False  # picked up again meanwhile
+    try:
+        session.logout()
+    except Exception as exc:  # pyghmi raises what it likes; the session stays, so retry
+        log.info("IPMI: logging out of an idle session failed (%r); trying again later", exc)
+        return False
+    return True
+
+
 def _classify(message: str, code: int) -> TransientError | FatalError:
     lowered = message.lower()
     if code in _BUSY_CODES:
         return TransientError(f"IPMI: the BMC is busy: {message}")
-    if any(phrase in lowered for phrase in _FATAL):
-        field = "settings.password" if "password" in lowered else None
-        if "unauthorized name" in lowered:
-            field = "settings.username"
-        return FatalError(f"IPMI: the BMC refused: {message}", field=field)
+    for phrase, field in _FATAL:
+        if phrase in lowered:
+            return FatalError(f"IPMI: the BMC refused: {message}", field=field)
     return TransientError(f"IPMI: {message}")

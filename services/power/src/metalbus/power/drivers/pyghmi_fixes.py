@@ -17,9 +17,15 @@ threads, two of its races stopped every thread for good (the 1000-BMC benchmark 
    holds the waiting-sessions lock and then sends, taking the keep-alive lock. Two threads
    doing one each deadlock (it shows once BMCs answer slowly and retries start). Both names
    are pointed at one re-entrant lock, so there is no order to get wrong.
+3. **A logout is counted twice.** ``Session.logout`` takes the session off its socket's
+   usage count once when it marks the session broken and once more unconditionally, so
+   every logout or failed session drove the count down by two. Counts went negative (after
+   a few muted BMCs, or sessions let go as idle) and pyghmi, which fills the least-used
+   socket first, then put far more than its 64 BMCs on one socket. The extra decrement is
+   given back after each logout.
 
-Both fixes are in-process replacements of module attributes that pyghmi looks up at each
-call; nothing on the wire changes. The BMC simulator of the tests applies them as well: it
+All three fixes are in-process replacements of attributes that pyghmi looks up at each call;
+nothing on the wire changes. The BMC simulator of the tests applies them as well: it
 runs the same machinery as a server.
 """
 
@@ -59,4 +65,18 @@ def apply() -> None:
         session._io_recvfrom = _recvfrom
         session._io_sendto = _sendto
         session.KEEPALIVE_SESSIONS = session.WAITING_SESSIONS
+        session.Session.logout = _counted_once(session.Session.logout)
         _applied = True
+
+
+def _counted_once(logout: Any) -> Any:
+    """``Session.logout`` that takes the session off its socket's count once, not twice."""
+
+    def wrapper(self: Any, sessionok: bool = True) -> Any:
+        result = logout(self, sessionok)
+        # logout's last line is an unconditional decrement: the one too many.
+        if self.socket in self.socketpool:
+            self.socketpool[self.socket] += 1
+        return result
+
+    return wrapper
