@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 ETH_P_ALL = 0x0003
 SOL_PACKET = getattr(socket, "SOL_PACKET", 263)
 PACKET_AUXDATA = 8
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 PACKET_OUTGOING = 4
 TP_STATUS_VLAN_VALID = 0x10
 _AUXDATA = struct.Struct("IIIHHHH")  # struct tpacket_auxdata
@@ -84,6 +85,17 @@ def interface_mac(name: str) -> bytes:
     return bytes.fromhex(text.replace(":", ""))
 
 
+def set_receive_buffer(sock: socket.socket, size: int) -> None:
+    """A receive queue of ``size`` bytes: a burst of frames waits there while the loop is
+    busy. SO_RCVBUFFORCE (root, CAP_NET_ADMIN) goes past ``net.core.rmem_max``, which is
+    about 200 KiB by default (a few hundred small frames); without the right, SO_RCVBUF
+    gets what the limit allows."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
 def open_packet_socket(interface: str, protocol: int = ETH_P_ALL) -> socket.socket:
     """A non-blocking AF_PACKET socket bound to ``interface``, with VLAN tags as auxdata.
 
@@ -93,7 +105,7 @@ def open_packet_socket(interface: str, protocol: int = ETH_P_ALL) -> socket.sock
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(protocol))
     try:
         sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        set_receive_buffer(sock, 4 * 1024 * 1024)
         sock.bind((interface, protocol))
         sock.setblocking(False)
     except OSError:
@@ -128,6 +140,7 @@ class Listener:
         self.sock: socket.socket | None = None
         self._ignored = metrics.frames(interface, "ignored")
         self._malformed = metrics.frames(interface, "malformed")
+        self._kinds: dict[str, Counter] = {}  # the counter of each kind, looked up once
 
     def start(self) -> None:
         """Open the socket and start reading (raises OSError as :func:`open_packet_socket`)."""
@@ -172,7 +185,11 @@ class Listener:
         if not sightings:
             self._ignored.inc()
             return
-        self.metrics.frames(self.interface, sightings[0].kind).inc()
+        kind = sightings[0].kind
+        counter = self._kinds.get(kind)
+        if counter is None:
+            counter = self._kinds[kind] = self.metrics.frames(self.interface, kind)
+        counter.inc()
         for sighting in sightings:
             if isinstance(sighting, Sighting):
                 self.on_sighting(self.interface, sighting)

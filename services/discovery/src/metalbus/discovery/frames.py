@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import struct
 from dataclasses import dataclass
 
@@ -220,11 +221,12 @@ def _arp(body: bytes, src: bytes, vid: int | None) -> list[Sighting]:
         raise MalformedFrame("arp_sender_mac")
     if spa == b"\x00\x00\x00\x00":
         return []  # an ARP probe (RFC 5227): the sender has no address yet
-    sender = ipaddress.IPv4Address(spa)
-    if sender.is_multicast or sender.is_loopback or spa == b"\xff\xff\xff\xff":
+    # Multicast (224/4), loopback (127/8) or broadcast: no host answers as that. Tested on
+    # the first byte rather than through ipaddress: this runs for every ARP frame.
+    if 224 <= spa[0] <= 239 or spa[0] == 127 or spa == b"\xff\xff\xff\xff":
         raise MalformedFrame("arp_sender_ip")
     kind = "arp_gratuitous" if spa == tpa else ("arp_request" if op == 1 else "arp_reply")
-    return [Sighting(str(sender), mac_text(sha), vid, kind)]
+    return [Sighting(socket.inet_ntoa(spa), mac_text(sha), vid, kind)]
 
 
 def _ipv6(packet: bytes, src: bytes, vid: int | None) -> list[Sighting | NameSighting]:

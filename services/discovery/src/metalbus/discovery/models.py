@@ -59,6 +59,7 @@ class ScanRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     cidr: str = Field(max_length=64)
     interface: str = Field(max_length=64)
+    method: str = Field(default="arp", max_length=8)  # arp or ping (ScanMethod)
     state: str = Field(max_length=16)
     probes: int
     sent: int = 0

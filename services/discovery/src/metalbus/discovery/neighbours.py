@@ -115,6 +115,17 @@ def _clear(connection: Connection, mac: str | None, ip: str | None) -> list[tupl
     return pairs
 
 
+def _fields(interface: str, sighting: Sighting, now: datetime) -> dict[str, Any]:
+    """The fields of a neighbour event about ``sighting``."""
+    return {
+        "ip": sighting.ip,
+        "mac": sighting.mac,
+        "interface": interface,
+        "vid": sighting.vid,
+        "seen_at": now,
+    }
+
+
 class NeighbourTable:
     """Every neighbour this replica knows, and the writer that makes them durable."""
 
@@ -165,26 +176,20 @@ class NeighbourTable:
         now = now or utcnow()
         key = (interface, sighting.vid or 0, sighting.ip)
         entry = self.entries.get(key)
-        fields = {
-            "ip": sighting.ip,
-            "mac": sighting.mac,
-            "interface": interface,
-            "vid": sighting.vid,
-            "seen_at": now,
-        }
         payload: NeighbourNew | NeighbourRefreshed | NeighbourMoved | None = None
         if entry is None:
             self.entries[key] = Entry(sighting.mac, now, now, 1, now)
-            payload = NeighbourNew(**fields)
+            payload = NeighbourNew(**_fields(interface, sighting, now))
         elif entry.mac != sighting.mac:
+            fields = _fields(interface, sighting, now)
             payload = NeighbourMoved(**fields, previous_mac=entry.mac)
             self.entries[key] = Entry(sighting.mac, now, now, 1, now)
-        else:
+        else:  # the common case on a busy link: no event, nothing built
             entry.count += 1
             entry.last_seen = now
             if (now - entry.last_event_at).total_seconds() >= self.refresh_interval_s:
                 entry.last_event_at = now
-                payload = NeighbourRefreshed(**fields)
+                payload = NeighbourRefreshed(**_fields(interface, sighting, now))
         self._dirty.add(key)
         if payload is not None:
             self._events.append(new_event(payload, subject=sighting.ip))
@@ -271,14 +276,32 @@ class NeighbourTable:
         self._dirty.difference_update(keys)
         self._dirty_names.difference_update(name_keys)
         del self._events[: len(events)]
-        try:
-            await self.db.run_transaction(
-                functools.partial(_write, rows=rows, names=names, events=events)
-            )
-        except BaseException:
+
+        def keep() -> None:
             self._dirty.update(keys)
             self._dirty_names.update(name_keys)
             self._events[:0] = events  # kept, in order, for the next round
+
+        # A cancelled await does not stop a write already under way (on SQLite it runs in
+        # the writer thread) and may commit after all: kept again then, its events would be
+        # staged twice and every later write would fail on their ids. So the write is
+        # shielded and its outcome awaited before the batch is kept or let go.
+        write = asyncio.ensure_future(
+            self.db.run_transaction(
+                functools.partial(_write, rows=rows, names=names, events=events)
+            )
+        )
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            try:
+                await asyncio.wait([write])  # cancelled again: the outcome stays unknown
+            finally:
+                if write.done() and (write.cancelled() or write.exception() is not None):
+                    keep()
+            raise
+        except BaseException:
+            keep()
             raise
         return len(rows)
 

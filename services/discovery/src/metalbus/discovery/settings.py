@@ -36,7 +36,9 @@ class DiscoverySettings(ServiceSettings):
         0.5, gt=0, description="how often observations are written to the database"
     )
     flush_batch: int = Field(500, ge=1, description="most neighbours written per transaction")
-    scan_rate_pps: float = Field(200.0, gt=0, le=100000, description="ARP requests per second")
+    scan_rate_pps: float = Field(
+        200.0, gt=0, le=100000, description="scan requests (ARP or ICMP echo) per second"
+    )
     scan_max_addresses: int = Field(1024, ge=1, description="a scan of a larger subnet is refused")
     scan_reply_wait_s: float = Field(
         1.0, ge=0, description="how long a scan waits for answers after its last request"
