@@ -46,7 +46,9 @@ async def test_ipxe_scripts_and_files_with_range(tmp_path: Path) -> None:
         out = tmp_path / "out"
         code, output = await run(need("curl"), "-sSf", "-o", str(out), f"{url}/boot/ipxe.cfg")
         assert code == 0, output
-        assert out.read_text() == "#!ipxe\nchain ipxe.cfg-${mac:hexhyp}\n"
+        assert out.read_text() == (
+            "#!ipxe\nchain ipxe.cfg-${uuid} || chain ipxe.cfg-${mac:hexhyp}\n"
+        )
         code, output = await run(
             need("curl"), "-sSf", "-o", str(out), f"{url}/boot/ipxe.cfg-52-54-00-12-34-56"
         )

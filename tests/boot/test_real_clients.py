@@ -110,10 +110,12 @@ async def run(*argv: str) -> tuple[int, str]:
     return proc.returncode or 0, out.decode(errors="replace")
 
 
-async def events_applied(stack: Stack) -> bool:
-    """boot's consumer of ipam's events has nothing pending."""
+async def events_applied(stack: Stack, after_seq: int = 0) -> bool:
+    """boot's consumer of ipam's events has nothing pending, and ipam's stream has moved
+    past ``after_seq`` (its outbox relay published what the test just changed)."""
+    last = (await stack.bus.js.stream_info(stream_name("ipam"))).state.last_seq
     info = await stack.bus.js.consumer_info(stream_name("ipam"), "boot-dhcp")
-    return info.num_pending == 0 and info.num_ack_pending == 0
+    return last > after_seq and info.num_pending == 0 and info.num_ack_pending == 0
 
 
 async def test_udhcpc_and_dhclient_get_leases_renew_release_and_a_reservation(
@@ -179,8 +181,9 @@ async def test_udhcpc_and_dhclient_get_leases_renew_release_and_a_reservation(
         await udhcpc.wait()
 
     # ISC dhclient with a host reservation made while boot runs (it arrives as an event).
+    before = (await stack.bus.js.stream_info(stream_name("ipam"))).state.last_seq
     await stack.call(c.ADDRESS_ALLOCATE, ip="10.213.7.20", mac=veth.mac, hostname="node20")
-    await async_wait_for(lambda: events_applied(stack), 10, "boot to apply ipam's events")
+    await async_wait_for(lambda: events_applied(stack, before), 10, "boot to apply the event")
     dlog = tmp_path / "dhclient.log"
     files = [
         "-sf",

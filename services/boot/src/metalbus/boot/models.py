@@ -34,6 +34,8 @@ class BootConfigRow(SQLModel, table=True):
     kernel: str = Field(max_length=255)
     initrd: str = Field(max_length=255)
     cmdline: str = Field(max_length=1024)
+    # the machine's SMBIOS UUID: its config is also served under that name
+    uuid: str | None = Field(default=None, max_length=36, unique=True, index=True)
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 

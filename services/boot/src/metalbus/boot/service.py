@@ -30,6 +30,7 @@ from metalbus.shared.runtime import (
     run_service,
 )
 
+from .clients import BootClients
 from .configs.provider import BootConfigs
 from .configs.render import BootConfig
 from .configs.store import ConfigStore
@@ -41,8 +42,10 @@ from .dhcp.server import DhcpMetrics, DhcpServer
 from .dhcp.store import LeaseWriter, load_leases
 from .http.app import boot_app
 from .settings import BootSettings
+from .tftp.events import TftpEvents
 from .tftp.files import BootFiles
 from .tftp.server import TftpMetrics, TftpServer
+from .throttle import Throttle
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 log = logging.getLogger(__name__)
@@ -67,6 +70,13 @@ class Boot:
         self.config_store = ConfigStore(rt.db, enlist)
         self.configs = BootConfigs(enlist, self.config_store)
         self.files = BootFiles(settings.boot_resources_dir, self.configs.render_tftp)
+        self.tftp_events = TftpEvents(
+            rt.db,
+            rt.metrics,
+            BootClients(self.leases, self.configs),
+            interval_s=settings.tftp_event_interval_s,
+            per_s=settings.events_per_s,
+        )
         self.tftp = TftpServer(
             str(settings.tftp_address or "127.0.0.1"),
             settings.tftp_port,
@@ -76,18 +86,16 @@ class Boot:
             max_retries=settings.tftp_max_retries,
             max_blksize=settings.tftp_max_blksize,
             max_windowsize=settings.tftp_max_windowsize,
+            report=self.tftp_events.report,
         )
-        self._last_unknown: dict[str, float] = {}
+        self._unknown = Throttle(settings.unknown_mac_interval_s, settings.events_per_s)
         self._publishing: set[asyncio.Task[None]] = set()
 
     def pxe_seen(self, seen: PxeSeen) -> None:
         """Publish ``boot.pxe.unknown_mac``, at most once per MAC per interval (a PXE ROM
-        repeats its DISCOVER several times a boot)."""
-        now = time.monotonic()
-        last = self._last_unknown.get(seen.mac)
-        if last is not None and now - last < self.settings.unknown_mac_interval_s:
+        repeats its DISCOVER several times a boot), and at most ``events_per_s`` in all."""
+        if not self._unknown.allow(seen.mac, time.monotonic()):
             return
-        self._last_unknown[seen.mac] = now
         payload = PxeUnknownMac(
             mac=seen.mac,
             arch=seen.arch,
@@ -108,7 +116,7 @@ class Boot:
         try:
             await self.rt.bus.publish(new_event(payload, subject=payload.mac))
         except Exception as exc:
-            self._last_unknown.pop(payload.mac, None)
+            self._unknown.forget(payload.mac)
             log.warning("pxe.unknown_mac for %s not published: %s", payload.mac, exc)
 
     async def serve_sockets(self) -> None:
@@ -131,7 +139,7 @@ class Boot:
         settings = self.settings
         server = EmbeddedServer(
             uvicorn.Config(
-                boot_app(settings.boot_resources_dir, self.configs),
+                boot_app(settings.boot_resources_dir, self.configs, self.tftp_events.served),
                 host=str(settings.http_boot_address),
                 port=settings.http_boot_port,
                 log_config=None,
@@ -173,6 +181,8 @@ async def setup(rt: ServiceRuntime) -> None:
     if settings.tftp_address is not None:
         await boot.tftp.start()
         rt.background(boot.serve_tftp)
+    if settings.tftp_address is not None or settings.http_boot_address is not None:
+        rt.background(boot.tftp_events.run)
     rt.command(BOOT_CONFIG_SET, boot.config_store.set)
     rt.command(BOOT_CONFIG_GET, boot.config_store.info)
     rt.command(BOOT_CONFIG_CLEAR, boot.config_store.clear)

@@ -29,6 +29,12 @@ class BootSettings(ServiceSettings):
     )
     dhcp_port: int = Field(67, ge=1, le=65535, description="UDP port of the DHCP server")
     dhcp_client_port: int = Field(68, ge=1, le=65535, description="UDP port replies go to")
+    dhcp_pxe_port: int = Field(
+        4011,
+        ge=0,
+        le=65535,
+        description="PXE boot server discovery port answered in proxy mode (0: not served)",
+    )
     lease_time_s: int = Field(3600, ge=10, description="lease time of ordinary clients")
     pxe_lease_time_s: int = Field(300, ge=10, description="lease time of network-booting clients")
     offer_hold_s: float = Field(30.0, gt=0, description="how long an offered address is kept")
@@ -44,6 +50,11 @@ class BootSettings(ServiceSettings):
     unknown_mac_interval_s: float = Field(
         60.0, ge=0, description="at most one pxe.unknown_mac event per MAC in this time"
     )
+    events_per_s: float = Field(
+        20.0,
+        gt=0,
+        description="at most this many pxe.unknown_mac, and as many TFTP, events a second",
+    )
 
     tftp_address: IPvAnyAddress | None = Field(
         None, description="address the TFTP server listens on (unset: no TFTP), e.g. 0.0.0.0"
@@ -55,6 +66,9 @@ class BootSettings(ServiceSettings):
     tftp_max_retries: int = Field(5, ge=0, description="retransmissions before giving up")
     tftp_max_blksize: int = Field(65464, ge=512, le=65464, description="largest block size")
     tftp_max_windowsize: int = Field(64, ge=1, le=65535, description="largest window size")
+    tftp_event_interval_s: float = Field(
+        60.0, ge=0, description="at most one TFTP event per client, file and outcome in this time"
+    )
     http_boot_address: IPvAnyAddress | None = Field(
         None, description="address HTTP boot listens on (unset: no HTTP boot), e.g. 0.0.0.0"
     )

@@ -1,7 +1,10 @@
 """A machine's boot config as pxelinux, GRUB and iPXE read it.
 
 Kernel and initrd are paths under the boot-resources root: TFTP clients (pxelinux, GRUB)
-fetch them by that path, iPXE by URL under the HTTP boot base.
+fetch them by that path, iPXE by URL under the HTTP boot base. Two purposes boot no kernel:
+``local`` hands over to the disk, ``poweroff`` has the boot loader switch the machine off
+(pxelinux's ``poweroff.c32`` module, GRUB's ``halt``, iPXE's ``poweroff``), as MAAS does
+for a machine that should stay off.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Purpose = Literal["enlist", "commissioning", "deploy", "local"]
+Purpose = Literal["enlist", "commissioning", "deploy", "local", "poweroff", "rescue"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ def pxelinux(config: BootConfig, mac: str | None) -> bytes:
     """A pxelinux.cfg file: one label, booted at once."""
     if config.purpose == "local":
         return b"DEFAULT local\nPROMPT 0\nLABEL local\n  LOCALBOOT 0\n"
+    if config.purpose == "poweroff":
+        return b"DEFAULT poweroff\nPROMPT 0\nLABEL poweroff\n  COM32 poweroff.c32\n"
     return (
         f"DEFAULT {config.purpose}\nPROMPT 0\nLABEL {config.purpose}\n"
         f"  KERNEL {config.kernel}\n  INITRD {config.initrd}\n"
@@ -46,6 +51,8 @@ def grub(config: BootConfig, mac: str | None) -> bytes:
     head = "set default=0\nset timeout=0\n"
     if config.purpose == "local":
         return (head + "menuentry 'local' {\n  exit\n}\n").encode()
+    if config.purpose == "poweroff":
+        return (head + "menuentry 'poweroff' {\n  halt\n}\n").encode()
     return (
         head + f"menuentry '{config.purpose}' {{\n"
         f"  linux /{config.kernel} {config.full_cmdline(mac)}\n"
@@ -57,6 +64,8 @@ def ipxe(config: BootConfig, mac: str | None, http_base: str) -> bytes:
     """An iPXE script fetching kernel and initrd over HTTP; local boot exits iPXE."""
     if config.purpose == "local":
         return b"#!ipxe\nexit\n"
+    if config.purpose == "poweroff":
+        return b"#!ipxe\npoweroff\n"
     base = http_base.rstrip("/")
     return (
         f"#!ipxe\nkernel {base}/{config.kernel} initrd=initrd {config.full_cmdline(mac)}\n"

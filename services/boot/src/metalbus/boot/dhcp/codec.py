@@ -188,7 +188,8 @@ def parse(data: bytes) -> Packet:
 
     Raises:
         MalformedPacket: too short, no magic cookie, bad option framing, a hardware address
-            longer than ``chaddr``, or a bad option 52; never any other exception.
+            longer than ``chaddr``, or a bad option 52 (or one repeated in an overloaded
+            field); never any other exception.
     """
     if len(data) < FIXED_LEN + len(MAGIC_COOKIE):
         raise MalformedPacket(f"{len(data)} bytes is shorter than a DHCP packet")
@@ -214,6 +215,10 @@ def parse(data: bytes) -> Packet:
         if overload[0] & 2:
             _read_options(sname, options)
             sname = b""
+        if options[Opt.OVERLOAD] != overload:
+            # RFC 2131 4.1: option 52 belongs in the options field only; one repeated in
+            # file or sname would be concatenated into a value ``build`` cannot write back.
+            raise MalformedPacket("option 52 inside an overloaded field")
     return Packet(
         op=op,
         htype=htype,

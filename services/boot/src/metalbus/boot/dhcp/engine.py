@@ -359,3 +359,25 @@ class Engine:
             return Decision(dropped="proxy_no_boot_method")
         self._echo_relay_info(packet, reply)
         return Decision(reply=reply, pxe=self._pxe_seen(packet, subnet))
+
+    def boot_server(self, packet: Packet, iface: Interface) -> Decision:
+        """PXE boot server discovery (port 4011, PXE 2.1 2.2.7): a client that has its
+        address by now asks, by unicast REQUEST (or INFORM), for its boot file. Answered as
+        dnsmasq's proxy-dhcp does: an ACK with no address, the boot options of the client's
+        architecture, its UUID (option 97) echoed, sent back to where it came from."""
+        if packet.op != BOOTREQUEST or packet.htype != 1 or len(packet.chaddr) != 6:
+            return Decision(dropped="not_a_request")
+        if packet.message_type not in (MessageType.REQUEST, MessageType.INFORM):
+            return Decision(dropped="boot_server_unexpected_type")
+        if not is_network_boot(packet):
+            return Decision(dropped="proxy_not_pxe")
+        reply = self._reply(packet, MessageType.ACK, iface)
+        reply.ciaddr = packet.ciaddr
+        subnet = self.network.subnet_holding(iface.address)
+        disabled = subnet.disabled_boot_architectures if subnet is not None else frozenset()
+        if self._boot(packet, reply, iface, disabled, proxy=True) is None:
+            return Decision(dropped="proxy_no_boot_method")
+        uuid = packet.options.get(Opt.CLIENT_UUID)
+        if uuid is not None:
+            reply.options[Opt.CLIENT_UUID] = uuid
+        return Decision(reply=reply, pxe=self._pxe_seen(packet, subnet))

@@ -30,13 +30,17 @@ from metalbus.shared.tasks import cancel_all
 
 from ..settings import BootSettings
 from .codec import ZERO_IP, MalformedPacket, MessageType, Packet, build, parse
-from .engine import Decision, Engine, Interface, PxeSeen
+from .engine import Decision, Engine, Interface, PxeSeen, client_key
 from .leases import Lease
 from .store import Change, LeaseWriter
 
 log = logging.getLogger(__name__)
 
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+# Replies waiting for their lease to be written, at most. Past it the server is behind by
+# seconds (clients retransmit after 1-4 s): new packets are dropped (``overloaded``) rather
+# than queued, so a burst costs bounded memory and the backlog drains instead of growing.
+MAX_PENDING_COMMITS = 4096
 SIOCGIFADDR = 0x8915
 LIMITED_BROADCAST = "255.255.255.255"
 
@@ -108,9 +112,10 @@ class DhcpMetrics:
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, server: DhcpServer, iface: Interface) -> None:
+    def __init__(self, server: DhcpServer, iface: Interface, boot_server: bool = False) -> None:
         self.server = server
         self.iface = iface
+        self.boot_server = boot_server  # port 4011: PXE boot server discovery
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -118,7 +123,7 @@ class _Protocol(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self.server.received(self, data)
+        self.server.received(self, data, addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("DHCP socket on %s: %s", self.iface.name, exc)
@@ -142,6 +147,7 @@ class DhcpServer:
         self.on_pxe = on_pxe
         self._protocols: list[_Protocol] = []
         self._pending: set[asyncio.Task[None]] = set()
+        self._committing: dict[str, int] = {}  # client key -> replies waiting for the disk
 
     async def start(self) -> None:
         """Open a socket on each interface.
@@ -151,14 +157,19 @@ class DhcpServer:
             OSError: the port cannot be bound (another DHCP server, or not root).
         """
         loop = asyncio.get_running_loop()
-        for name in self.settings.dhcp_interfaces:
+        settings = self.settings
+        ports = [(settings.dhcp_port, False)]
+        if settings.dhcp_mode == "proxy" and settings.dhcp_pxe_port:
+            ports.append((settings.dhcp_pxe_port, True))
+        for name in settings.dhcp_interfaces:
             iface = Interface(name, interface_address(name))
-            sock = open_socket(name, self.settings.dhcp_port)
-            _, protocol = await loop.create_datagram_endpoint(
-                functools.partial(_Protocol, self, iface), sock=sock
-            )
-            self._protocols.append(protocol)
-            log.info("DHCP on %s (%s) port %d", name, iface.address, self.settings.dhcp_port)
+            for port, boot_server in ports:
+                sock = open_socket(name, port)
+                _, protocol = await loop.create_datagram_endpoint(
+                    functools.partial(_Protocol, self, iface, boot_server), sock=sock
+                )
+                self._protocols.append(protocol)
+                log.info("DHCP on %s (%s) port %d", name, iface.address, port)
 
     async def stop(self) -> None:
         """Close the sockets; replies still waiting for their commit are not sent."""
@@ -170,7 +181,7 @@ class DhcpServer:
 
     # -- one packet --------------------------------------------------------------------
 
-    def received(self, protocol: _Protocol, data: bytes) -> None:
+    def received(self, protocol: _Protocol, data: bytes, source: tuple[str, int]) -> None:
         """Decide at once; send now, or after the lease is written."""
         try:
             packet = parse(data)
@@ -180,6 +191,23 @@ class DhcpServer:
             return
         kind = packet.message_type
         self.metrics.received(kind.name.lower() if kind else "bootp").inc()
+        if len(self._pending) >= MAX_PENDING_COMMITS:
+            self.metrics.dropped("overloaded").inc()
+            return
+        if kind is MessageType.REQUEST and client_key(packet) in self._committing:
+            # A retransmission while its ACK waits for the disk: that ACK answers it. Deciding
+            # again would queue one more write of the same lease (under load, each retry
+            # slows the writes that make clients retry).
+            self.metrics.dropped("commit_pending").inc()
+            return
+        if protocol.boot_server:  # no lease is made there: answered at once, to the sender
+            decision = self.engine.boot_server(packet, protocol.iface)
+            if decision.pxe is not None:
+                self.on_pxe(decision.pxe)
+            if decision.dropped is not None:
+                self.metrics.dropped(decision.dropped).inc()
+            self._send(protocol, packet, decision.reply, source)
+            return
         decision = self.engine.handle(packet, protocol.iface, time.time())
         if decision.pxe is not None:
             self.on_pxe(decision.pxe)
@@ -191,12 +219,19 @@ class DhcpServer:
         if not changes:
             self._send(protocol, packet, decision.reply)
             return
-        task = asyncio.create_task(self._commit_then_send(protocol, packet, decision, changes))
+        key = client_key(packet)
+        self._committing[key] = self._committing.get(key, 0) + 1  # before the task starts
+        task = asyncio.create_task(self._commit_then_send(protocol, packet, decision, changes, key))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
     async def _commit_then_send(
-        self, protocol: _Protocol, packet: Packet, decision: Decision, changes: list[Change]
+        self,
+        protocol: _Protocol,
+        packet: Packet,
+        decision: Decision,
+        changes: list[Change],
+        key: str,
     ) -> None:
         started = time.perf_counter()
         try:
@@ -207,6 +242,10 @@ class DhcpServer:
             self._undo(decision)
             self.metrics.dropped("not_written").inc()
             return
+        finally:
+            left = self._committing.pop(key) - 1
+            if left:
+                self._committing[key] = left
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.leases.set(len(self.engine.leases))
         self._send(protocol, packet, decision.reply)
@@ -221,12 +260,20 @@ class DhcpServer:
             if leases.of_client(lease.client_key) is None:
                 leases.put(lease)
 
-    def _send(self, protocol: _Protocol, request: Packet, reply: Packet | None) -> None:
+    def _send(
+        self,
+        protocol: _Protocol,
+        request: Packet,
+        reply: Packet | None,
+        source: tuple[str, int] | None = None,
+    ) -> None:
         if reply is None or protocol.transport is None:
             return
         port = self.settings.dhcp_client_port
         kind = reply.message_type
-        if request.giaddr != ZERO_IP:
+        if source is not None:
+            destination = source
+        elif request.giaddr != ZERO_IP:
             destination = (request.giaddr, self.settings.dhcp_port)
         elif request.ciaddr != ZERO_IP and kind is not MessageType.NAK:
             destination = (request.ciaddr, port)

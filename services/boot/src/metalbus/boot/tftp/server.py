@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import cast
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, cast
 
 from prometheus_client import Counter, Gauge
 
@@ -25,6 +28,20 @@ from .options import negotiate
 from .transfer import Transfer, TransferHooks
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TftpReport:
+    """How one read request ended, for the events (:mod:`.events`)."""
+
+    filename: str
+    client_ip: str
+    outcome: Literal["completed", "timeout", "aborted", "failed", "not_found"]
+    size: int = 0
+    acknowledged_bytes: int = 0
+    seconds: float = 0.0
+    blksize: int = 0
+    windowsize: int = 0
 
 
 class TftpMetrics:
@@ -75,6 +92,7 @@ class TftpServer(asyncio.DatagramProtocol):
         max_retries: int = 5,
         max_blksize: int = 65464,
         max_windowsize: int = 64,
+        report: Callable[[TftpReport], None] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -84,6 +102,7 @@ class TftpServer(asyncio.DatagramProtocol):
         self.max_retries = max_retries
         self.max_blksize = max_blksize
         self.max_windowsize = max_windowsize
+        self.report = report
         self.transport: asyncio.DatagramTransport | None = None
         self.transfers: set[Transfer] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -149,6 +168,8 @@ class TftpServer(asyncio.DatagramProtocol):
             transport.sendto(codec.build(Error(refused.code, refused.message)), peer)
             transport.close()
             self.metrics.transfers("refused").inc()
+            if refused.code == ErrorCode.FILE_NOT_FOUND and self.report is not None:
+                self.report(TftpReport(request.filename, peer[0], "not_found"))
             return
         params = negotiate(
             request.options,
@@ -165,6 +186,7 @@ class TftpServer(asyncio.DatagramProtocol):
             raise
         self.transfers.add(transfer)
         self.metrics.active.inc()
+        started = time.monotonic()
         try:
             transfer.start()
             outcome = await transfer.done
@@ -175,6 +197,19 @@ class TftpServer(asyncio.DatagramProtocol):
                 transfer.abort("server stopping")
         self.metrics.transfers(outcome).inc()
         log.debug("tftp %s to %s: %s", request.filename, peer[0], outcome)
+        if self.report is not None:
+            self.report(
+                TftpReport(
+                    request.filename,
+                    peer[0],
+                    outcome,
+                    size=source.size,
+                    acknowledged_bytes=transfer.acknowledged_bytes,
+                    seconds=time.monotonic() - started,
+                    blksize=params.blksize,
+                    windowsize=params.windowsize,
+                )
+            )
 
     async def _open(self, request: Request) -> Source:
         if request.opcode == Opcode.WRQ:

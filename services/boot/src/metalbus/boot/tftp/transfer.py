@@ -74,6 +74,11 @@ class Transfer(asyncio.DatagramProtocol):
         self._deadline: float | None = None
         self._pacer: asyncio.Handle | None = None
 
+    @property
+    def acknowledged_bytes(self) -> int:
+        """File bytes the client has acknowledged so far."""
+        return min((self._base - 1) * self.params.blksize, self.source.size)
+
     # -- socket callbacks --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
