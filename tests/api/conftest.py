@@ -44,17 +44,22 @@ class ApiUnderTest:
         return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.fixture
-async def api(nats_server: NatsServer, db_factory: DatabaseFactory) -> AsyncIterator[ApiUnderTest]:
-    url, schema = db_factory()
-    settings = ApiSettings(
-        nats_url=nats_server.url,
+def api_settings(nats_url: str, database: tuple[str, str | None]) -> ApiSettings:
+    """Settings of an api under test: a random port, the admin token, quick SSE heartbeats."""
+    url, schema = database
+    return ApiSettings(
+        nats_url=nats_url,
         database_url=url,
         database_schema=schema,
         port=0,
         bootstrap_token=ADMIN_TOKEN,
         sse_heartbeat_s=0.5,
     )
+
+
+@pytest.fixture
+async def api(nats_server: NatsServer, db_factory: DatabaseFactory) -> AsyncIterator[ApiUnderTest]:
+    settings = api_settings(nats_server.url, db_factory())
     ipam_url, ipam_schema = db_factory()
     ipam = ServiceRuntime(
         IPAM,

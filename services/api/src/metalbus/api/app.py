@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 
@@ -19,13 +19,30 @@ from metalbus.shared.contract.api import Role
 from metalbus.shared.metrics import PROMETHEUS_CONTENT_TYPE
 from metalbus.shared.runtime import ServiceDefinition, ServiceRuntime
 
-from . import problems, tokens
+from . import problems, tokens, ui
+from .body_limit import BodyLimitMiddleware
 from .edge import EdgeMiddleware
 from .eventlog import EventHub, register_consumers
+from .input_guard import no_nul_in_input
+from .machines import consumers as machine_consumers
+from .machines.flows import FlowDriver
 from .models import Problem
-from .routes import compose, discovery, events, ipam, power, services
+from .routes import (
+    compose,
+    devices,
+    discovery,
+    events,
+    ipam,
+    machines,
+    pools,
+    power,
+    services,
+    zones,
+)
 from .routes import tokens as token_routes
+from .routes import webhooks as webhook_routes
 from .settings import ApiSettings
+from .webhooks.engine import WebhookEngine
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
@@ -33,6 +50,7 @@ MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 
 async def _setup(runtime: ServiceRuntime) -> None:
     register_consumers(runtime)
+    machine_consumers.register(runtime)
 
 
 DEFINITION = ServiceDefinition(
@@ -75,6 +93,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
     """Build the API application; the runtime starts and stops with the app's lifespan."""
     runtime = ServiceRuntime(DEFINITION, settings)
     hub = EventHub(queue_size=settings.sse_queue)
+    flows = FlowDriver(runtime, settings)
+    if settings.flows_enabled:
+        runtime.background(flows.run)
+        runtime.background(flows.sweep_timeouts)
+    webhooks = WebhookEngine(runtime, settings)
+    webhooks.register()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,9 +106,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.state.tokens = tokens.TokenChecker(runtime.db, settings.token_cache_s)
         await bootstrap_admin(runtime, settings)
         await hub.start(runtime.bus)
+        await webhooks.start()
         try:
             yield
         finally:
+            await webhooks.stop()
             await hub.stop()
             await runtime.stop()
 
@@ -94,6 +120,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         description="Provision bare-metal machines and KVM virtual machines. "
         "Every route under /api/v1 needs `Authorization: Bearer <token>`.",
         lifespan=lifespan,
+        dependencies=[Depends(no_nul_in_input)],
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/docs",
         redoc_url=None,
@@ -105,6 +132,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.runtime = runtime
     app.state.settings = settings
     app.state.hub = hub
+    app.state.flows = flows
+    app.state.webhooks = webhooks
+    # added first, so it runs inside the edge: a 413 carries the request id too
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(EdgeMiddleware)
     problems.install(app)
     for router in (
@@ -115,8 +146,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
         power.router,
         compose.router,
         discovery.router,
+        machines.router,
+        zones.router,
+        pools.router,
+        webhook_routes.router,
+        devices.router,
     ):
         app.include_router(router)
+    ui.install(app)  # the web UI under /ui (and / when nothing else has it)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -10,6 +10,11 @@ from sqlalchemy import Column, DateTime, Text
 from sqlmodel import Field, SQLModel
 
 from metalbus.shared.contract.api import Role
+from metalbus.shared.contract.ipam import UtcTime
+
+from .devices.models import DEVICE_TABLES
+from .machines.models import MACHINE_TABLES
+from .webhooks.models import WEBHOOK_TABLES
 
 
 class TokenBase(SQLModel):
@@ -44,9 +49,10 @@ class TokenPublic(TokenBase):
     """A token as the API shows it (never its secret)."""
 
     id: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
+    # UtcTime: SQLite reads the stamps back naive; RFC 3339 (the schema) wants an offset
+    created_at: UtcTime
+    expires_at: UtcTime | None
+    revoked_at: UtcTime | None
     created_by: str | None
 
 
@@ -89,7 +95,12 @@ class EventPage(BaseModel):
     next: int | None = Field(default=None, description="cursor of the next page, null at the end")
 
 
-API_TABLES = frozenset({ApiToken.__tablename__, EventRecord.__tablename__})
+API_TABLES = (
+    frozenset({ApiToken.__tablename__, EventRecord.__tablename__})
+    | MACHINE_TABLES
+    | WEBHOOK_TABLES
+    | DEVICE_TABLES
+)
 
 
 class ProblemError(BaseModel):

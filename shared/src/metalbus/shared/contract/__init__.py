@@ -4,6 +4,6 @@ Importing :mod:`metalbus.shared.contract` registers every event type, so any pro
 decode any event (the api's event log and the AsyncAPI generator rely on this).
 """
 
-from . import api, boot, compose, discovery, ipam, power
+from . import api, boot, compose, devices, discovery, ipam, machines, power
 
-__all__ = ["api", "boot", "compose", "discovery", "ipam", "power"]
+__all__ = ["api", "boot", "compose", "devices", "discovery", "ipam", "machines", "power"]

@@ -8,7 +8,9 @@ subnet, VLAN and fabric holding the address, whether ipam has the address or the
 assigned to something, and the MAC's vendor.
 
 An active *scan* sends ARP requests to every address of an IPv4 subnet directly attached
-to one of the service's interfaces; the answers are observations like any other.
+to one of the service's interfaces; the answers are observations like any other. A subnet
+behind a router (reached by a route other than the default one) is swept with ICMP echo
+requests instead, and each address that answers is a ``discovery.host.answered``.
 """
 
 from __future__ import annotations
@@ -100,12 +102,21 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ScanRequest(_Input):
-    """Sweep an IPv4 subnet with ARP requests.
+class ScanMethod(StrEnum):
+    """How a scan asks: ARP on an attached network, ICMP echo through a router."""
 
-    The subnet must lie inside a network configured on ``interface`` (directly attached),
-    and hold at most ``METALBUS_DISCOVERY_SCAN_MAX_ADDRESSES`` addresses. Without
-    ``interface`` the first interface of the service holding the subnet is used.
+    ARP = "arp"
+    PING = "ping"
+
+
+class ScanRequest(_Input):
+    """Sweep an IPv4 subnet of at most ``METALBUS_DISCOVERY_SCAN_MAX_ADDRESSES`` addresses.
+
+    A subnet inside a network configured on ``interface`` (directly attached) is swept
+    with ARP requests; otherwise, when the host has a route to the whole subnet other than
+    the default route (through ``interface`` if given), with ICMP echo requests (ping).
+    Without ``interface`` the first interface of the service holding the subnet is used,
+    else the route's.
     """
 
     cidr: Annotated[str, Field(min_length=1, max_length=64, examples=["10.0.0.0/24"])]
@@ -118,9 +129,10 @@ class Scan(BaseModel):
     id: int
     cidr: str
     interface: str
+    method: ScanMethod = ScanMethod.ARP
     state: ScanState
-    probes: int = Field(description="ARP requests to send (one per address)")
-    sent: int = Field(description="ARP requests sent so far")
+    probes: int = Field(description="requests to send (ARP or ICMP echo, one per address)")
+    sent: int = Field(description="requests sent so far")
     answered: int = Field(description="addresses of the subnet that answered during the scan")
     error: str | None = None
     started_at: UtcTime
@@ -132,6 +144,17 @@ class ScanCompleted(EventPayload):
     """A scan finished (``state`` done) or stopped on an error (``state`` failed)."""
 
     scan: Scan
+
+
+@event("discovery", "host", "answered")
+class HostAnswered(EventPayload):
+    """An address of a routed subnet answered a ping scan (its MAC is not seen: the
+    answer comes through a router). Published with the scan's ``scan.completed``."""
+
+    ip: IPAddressText
+    interface: str = Field(max_length=64, description="the interface the route goes through")
+    scan_id: int
+    seen_at: datetime
 
 
 class ScanQuery(PageRequest):
@@ -255,8 +278,9 @@ class MakeKnown(_Input):
     """Make a discovery known: its address is assigned in ipam to a device, with its MAC.
 
     The address becomes ``sticky`` (or ``user_reserved``) owned by ``device``
-    ``owner_id`` (the MAC when not given: the device inventory is not built yet), taking
-    over ipam's DISCOVERED record; the discovery then lists as IP and MAC known.
+    ``owner_id`` (the MAC when not given), taking over ipam's DISCOVERED record; the
+    discovery then lists as IP and MAC known. This bus command records no device: the
+    HTTP route makes the api's device or interface (``contract.devices.MakeKnownRequest``).
     """
 
     ip: IPAddressText
@@ -298,7 +322,7 @@ SCAN_START = Command(
     ScanRequest,
     Scan,
     timeout=10.0,
-    description="Start an ARP sweep of a directly attached IPv4 subnet",
+    description="Start a sweep of an IPv4 subnet: ARP if directly attached, else ICMP echo",
 )
 DHCP_PROBE = Command(
     SERVICE,

@@ -58,7 +58,10 @@ MacAddress = Annotated[str, AfterValidator(_mac)]
 """A MAC address, normalised to ``aa:bb:cc:dd:ee:ff``."""
 Name = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 Description = Annotated[str, Field(max_length=1024)]
-ObjectId = Annotated[int, Field(ge=1)]
+# Ids are INTEGER columns (32-bit signed in PostgreSQL, 64 in SQLite): a larger number is
+# refused here (422 naming the field) rather than overflowing the database driver (a 500).
+MAX_ID = 2**31 - 1
+ObjectId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Vid = Annotated[int, Field(ge=0, le=4094, description="802.1Q VLAN id; 0 is untagged")]
 Mtu = Annotated[int, Field(ge=552, le=65535)]
 Hostname = Annotated[
@@ -532,7 +535,7 @@ class UpdateRequest(_Input, Generic[FieldsT]):
 class PageRequest(_Input):
     """One page of a list, in id order: pass the last id seen as ``after``."""
 
-    after: Annotated[int, Field(ge=0)] = 0
+    after: Annotated[int, Field(ge=0, le=MAX_ID)] = 0
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 

@@ -1,9 +1,10 @@
 """``/api/v1/discovery``: what the discovery service saw, and active scans (forwarded).
 
 Reads need ``readonly``; clearing or making discoveries known, scans and DHCP probes need
-``operator``. The api
-keeps nothing: the discovery service joins its neighbours with ipam and answers. A fault's
-``field`` is renamed after where the client put it (``cidr`` becomes ``body.cidr``).
+``operator``. The api keeps nothing of discoveries: the discovery service joins its
+neighbours with ipam and answers. Making one known is the api's own (it creates a device
+or an interface, :mod:`metalbus.api.devices.known`). A fault's ``field`` is renamed after
+where the client put it (``cidr`` becomes ``body.cidr``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 
 from metalbus.shared.contract import discovery as d
-from metalbus.shared.contract.ipam import IpAddress, Page
+from metalbus.shared.contract.devices import MadeKnown, MakeKnownRequest
+from metalbus.shared.contract.ipam import Page
 
-from ..deps import BusDep, Operator, Reader
+from ..deps import BusDep, DatabaseDep, Operator, Reader
+from ..devices import known
 from . import API_PREFIX, problem_responses
 from .forwarding import BODY, PATH, QUERY, forward
 
@@ -49,11 +52,13 @@ async def clear_discoveries(body: d.ClearRequest, _: Operator, bus: BusDep) -> d
 
 @router.post(
     "/discoveries/make-known",
-    response_model=IpAddress,
-    summary="Assign a discovery's address in ipam to a device (sticky or user_reserved)",
+    response_model=MadeKnown,
+    summary="Make a discovery a new device, or an interface of a machine or device",
 )
-async def make_known(body: d.MakeKnown, _: Operator, bus: BusDep) -> IpAddress:
-    return await forward(bus, d.DISCOVERY_MAKE_KNOWN, body, BODY)
+async def make_known(
+    body: MakeKnownRequest, _: Operator, db: DatabaseDep, bus: BusDep
+) -> MadeKnown:
+    return await known.make_known(db, bus, body)
 
 
 @router.post(
@@ -71,7 +76,7 @@ async def dhcp_probe(
     "/scans",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=d.Scan,
-    summary="Start an ARP sweep of a directly attached IPv4 subnet",
+    summary="Start a sweep of an IPv4 subnet: ARP if directly attached, else ping",
 )
 async def start_scan(body: d.ScanRequest, _: Operator, bus: BusDep) -> d.Scan:
     return await forward(bus, d.SCAN_START, body, BODY)

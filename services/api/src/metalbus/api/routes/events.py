@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 from sqlmodel import col, select
 
+from metalbus.shared.contract.ipam import MAX_ID
 from metalbus.shared.errors import NotFound
 from metalbus.shared.events import RawEvent
 from metalbus.shared.runtime import ServiceRuntime
@@ -40,10 +41,11 @@ async def list_events(
         str | None, Query(max_length=255, description="only events about this object")
     ] = None,
     before: Annotated[
-        int | None, Query(ge=1, description="cursor: events older than this seq")
+        int | None, Query(ge=1, le=MAX_ID, description="cursor: events older than this seq")
     ] = None,
     after: Annotated[
-        int | None, Query(ge=0, description="cursor: events newer than this seq, oldest first")
+        int | None,
+        Query(ge=0, le=MAX_ID, description="cursor: events newer than this seq, oldest first"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPage:

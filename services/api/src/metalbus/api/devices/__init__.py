@@ -1,0 +1,1 @@
+"""Devices: non-deployable things on the network, their interfaces and addresses."""

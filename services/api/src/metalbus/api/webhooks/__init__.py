@@ -1,0 +1,1 @@
+"""Outbound webhooks: subscriptions, signed deliveries, retries and their log (docs/webhooks.md)."""
