@@ -1,9 +1,14 @@
-"""``metalbus``: start the embedded system, run one service, and (growing) operate metalbus."""
+"""``metalbus``: start the embedded system, run one service, and operate metalbus.
+
+``metalbus login <profile> <url> <token>`` keeps a profile; then
+``metalbus <profile> <group> <action> ...`` (see :mod:`.resources`), as MAAS's CLI does.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,12 +16,22 @@ import typer
 
 from metalbus.shared import __version__, subjects
 
+from . import profiles
+from .dispatch import RootGroup
+
 app = typer.Typer(
+    cls=RootGroup,
     name="metalbus",
-    help="Provision bare-metal machines and KVM virtual machines.",
+    help="Provision bare-metal machines and KVM virtual machines.\n\n"
+    "Log in once, then name the profile first: metalbus login admin http://127.0.0.1:5240 "
+    "TOKEN; metalbus admin subnets list. Exit codes: 0 ok, 1 API error, 2 bad input, "
+    "3 not found, 4 conflict, 5 auth, 6 cannot reach the API.",
     no_args_is_help=True,
     add_completion=True,
 )
+app.command()(profiles.login)
+app.command()(profiles.logout)
+app.command("profiles")(profiles.list_profiles)
 
 
 @app.command()
@@ -62,6 +77,9 @@ def serve(
         raise typer.BadParameter(
             f"the {service} service is not installed (pip install metalbus-{service})"
         ) from exc
+    # A service's main() may parse sys.argv (the api's has sub-commands): it must not see
+    # "serve <service>", which is ours.
+    sys.argv = [f"metalbus serve {service}"]
     module.main()
 
 

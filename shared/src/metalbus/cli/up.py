@@ -2,7 +2,9 @@
 service as its own process, with SQLite files under one folder, and stops them all on Ctrl-C.
 
 The services run exactly as they would in production (``python -m metalbus.<service>``,
-configured by environment); only the settings differ.
+configured by environment); only the settings differ. The bus is not open: each service
+connects as its own NATS user with only the permissions it needs (:mod:`bus_auth`), with
+passwords made on first start and kept in ``var/bus-credentials.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metalbus.shared import subjects
+from metalbus.shared import bus_auth, subjects
 
 READY_DEADLINE_S = 90.0
 NO_NEW_TOKEN = "  admin token  made on first start (python -m metalbus.api create-token: a new one)"
@@ -130,6 +132,8 @@ class Launcher:
     out: Callable[[str], None] = field(default=lambda text: print(text, flush=True))
     children: list[Child] = field(default_factory=list)
     nats: Child | None = None
+    # Per-service NATS passwords when the launcher runs its own nats-server.
+    nats_credentials: dict[str, str] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> int:
@@ -169,6 +173,13 @@ class Launcher:
         port = free_port()
         store = self.var_dir / "nats"
         store.mkdir(parents=True, exist_ok=True)
+        # Secure by default: every service has its own user, limited to what it needs.
+        # The passwords are made on first start and reused, so a restart keeps them.
+        self.nats_credentials = bus_auth.load_or_create_credentials(
+            self.var_dir / bus_auth.CREDENTIALS_FILE
+        )
+        config = self.var_dir / bus_auth.SERVER_CONFIG_FILE
+        bus_auth.write_private(config, bus_auth.server_config(self.nats_credentials))
         self.nats = Child(
             name="nats",
             argv=[
@@ -182,6 +193,8 @@ class Launcher:
                 str(store),
                 "-n",
                 "metalbus-embedded",
+                "-c",
+                str(config),
             ],
             env=dict(os.environ),
             log_path=self.var_dir / "log" / "nats.log",
@@ -209,6 +222,9 @@ class Launcher:
                 f"{prefix}DATABASE_URL": f"sqlite:///{self.var_dir / (service + '.db')}",
             }
         )
+        if service in self.nats_credentials:
+            env[f"{prefix}NATS_USER"] = service
+            env[f"{prefix}NATS_PASSWORD"] = self.nats_credentials[service]
         if service == "api":
             env.update(
                 {
