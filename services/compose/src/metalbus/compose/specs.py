@@ -18,11 +18,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from metalbus.shared.contract.compose import AttachmentType, MacvlanMode
 from metalbus.shared.errors import ValidationFailed
 
 GB = 1000**3
+MAX_DISK_BYTES = 2**63 - 1  # libvirt and the database hold sizes as 64-bit numbers
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _DISK = re.compile(
     r"^(?:(?P<label>[^:()]+):)?(?P<size>[0-9]+(?:\.[0-9]+)?)(?:\((?P<tags>[^()]*)\))?$"
@@ -105,9 +107,12 @@ def parse_storage(text: str | None, default_gb: int) -> list[DiskSpec]:
             raise ValidationFailed(
                 f"storage entry {n}: {label!r} is not a valid label", field="storage"
             )
-        size = int(float(match["size"]) * GB)
+        # Decimal, not float: a long digit string is a number, never inf (OverflowError).
+        size = int(Decimal(match["size"]) * GB)
         if size <= 0:
             raise ValidationFailed(f"storage entry {n}: the size must be > 0 GB", field="storage")
+        if size > MAX_DISK_BYTES:
+            raise ValidationFailed(f"storage entry {n}: the size is too large", field="storage")
         tags = tuple(t.strip() for t in (match["tags"] or "").split(",") if t.strip())
         if any(d.label == label for d in disks):
             raise ValidationFailed(f"storage: the label {label!r} is used twice", field="storage")
