@@ -10,12 +10,18 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: install system-packages up test lint typecheck bench bench-power bench-ipam bench-compose bench-tftp asyncapi clean
+.PHONY: install system-packages ephemeral up test lint typecheck bench bench-power bench-ipam bench-compose bench-tftp bench-dhcp bench-discovery fuzz asyncapi clean
 
-install: system-packages $(VENV)/.installed
+install: system-packages $(VENV)/.installed ephemeral
 
 system-packages:
 	@bash scripts/install-system-packages.sh
+
+# The commissioning environment (docs/commissioning.md): kernel and initrd made from the
+# Debian packages above, into boot's resources root (METALBUS_BOOT_BOOT_RESOURCES_DIR). Where
+# those packages are missing (not root, not Debian) it says so and install carries on.
+ephemeral: system-packages $(VENV)/.installed
+	@$(VENV)/bin/python -m metalbus.boot.ephemeral || echo "continuing without it" >&2
 
 $(VENV)/.installed: pyproject.toml uv.lock shared/pyproject.toml $(wildcard services/*/pyproject.toml)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -49,6 +55,21 @@ bench-compose: install
 
 bench-tftp: install
 	$(VENV)/bin/python bench/boot_tftp.py $(BENCH_ARGS)
+
+bench-dhcp: install
+	$(VENV)/bin/python bench/boot_dhcp.py $(BENCH_ARGS)
+
+bench-discovery: install
+	$(VENV)/bin/python bench/discovery.py $(BENCH_ARGS)
+
+# The parser properties and schemathesis with many more examples than `make test` runs,
+# then coverage-guided fuzzing with atheris (FUZZ_ARGS: libFuzzer flags, e.g.
+# -max_total_time=600). Crashing inputs land in var/fuzz/.
+fuzz: install
+	METALBUS_FUZZ_EXAMPLES=$${METALBUS_FUZZ_EXAMPLES:-20000} \
+	METALBUS_SCHEMATHESIS_EXAMPLES=$${METALBUS_SCHEMATHESIS_EXAMPLES:-40} \
+		$(VENV)/bin/pytest tests/security/test_fuzz_parsers.py tests/security/test_schemathesis.py -p no:cacheprovider
+	$(VENV)/bin/python bench/fuzz.py $(FUZZ_ARGS)
 
 asyncapi: install
 	$(VENV)/bin/python -m metalbus.shared.asyncapi > docs/asyncapi.yaml.new

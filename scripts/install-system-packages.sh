@@ -11,8 +11,12 @@
 #   fixture waits on `virsh version`), qemu-img for qcow2 volumes, iPXE for the NIC's boot
 #   ROM. Without libvirt-daemon-system (no systemd here): the fixture starts libvirtd and
 #   virtlogd itself, and this script sets up what that package would (below).
-# - busybox, isc-dhcp-client, iproute2: the boot tests run real DHCP clients (busybox
+# - busybox-static, isc-dhcp-client, iproute2: the boot tests run real DHCP clients (busybox
 #   udhcpc, ISC dhclient) in network namespaces joined by veth pairs (ip netns, ip link).
+#   The static build (it replaces Debian's `busybox`, same /bin/busybox) is also the whole
+#   userland of the commissioning environment's initramfs (scripts/build-ephemeral.sh).
+# - linux-image-amd64: the commissioning environment's kernel (/boot/vmlinuz-*) and the
+#   virtio/e1000 modules its initramfs loads (/lib/modules); docs/commissioning.md.
 # - ieee-data: the IEEE MAC registries (/usr/share/ieee-data/oui.csv, mam.csv, oui36.csv)
 #   the discovery service names MAC vendors from.
 # - iputils-arping: the discovery tests make real (gratuitous) ARP traffic with arping inside
@@ -24,6 +28,15 @@
 #   `in.tftpd -L` on a loopback port). atftpd would conflict with it as a Debian package, so
 #   the atftp client is used with tftpd-hpa. Its postinst would start a daemon on port 69:
 #   that start is refused below (policy-rc.d), and any in.tftpd still left is stopped.
+# - nmap: the peer bench/discovery.py compares discovery's active scan with (`nmap -sn`, an
+#   ARP ping sweep of the same /24 in the benchmark's own network namespaces, same run).
+# - chromium, fonts-dejavu-core: tests/ui drive the web UI in Debian's headless Chromium
+#   (through playwright's Python package, which is told to use /usr/bin/chromium and never
+#   downloads a browser of its own); the fonts give the screenshots legible text.
+# - kea-dhcp4-server, kea-admin: the peer bench/boot_dhcp.py compares metalbus's DHCP with
+#   (kea-dhcp4, started there in a network namespace) and its load generator perfdhcp (in
+#   kea-admin). The package enables and would start kea-dhcp4 on the host's interfaces: the
+#   start is refused (policy-rc.d) and the service stopped and disabled below.
 #
 # Not root, or not Debian: say what is missing and carry on (the build of libvirt-python
 # then fails with its own message, and the tests that need ipmi_sim skip, or fail in CI).
@@ -32,9 +45,12 @@ set -euo pipefail
 PACKAGES=(
     libvirt0 libvirt-dev pkg-config gcc openipmi ipmitool
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils ipxe-qemu
-    busybox isc-dhcp-client iproute2
+    busybox-static isc-dhcp-client iproute2 linux-image-amd64
     ieee-data iputils-arping
     curl atftp tftp-hpa tftpd-hpa
+    nmap
+    chromium fonts-dejavu-core
+    kea-dhcp4-server kea-admin
 )
 
 command -v dpkg-query >/dev/null 2>&1 || { echo "not Debian: install ${PACKAGES[*]} yourself" >&2; exit 0; }
@@ -66,6 +82,12 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     # their own servers on loopback ports).
     if [[ " ${missing[*]} " == *" tftpd-hpa "* ]] && command -v service >/dev/null 2>&1; then
         service tftpd-hpa stop >/dev/null 2>&1 || true
+    fi
+    # No DHCP server of Kea's answers on the host's networks, now or after a reboot.
+    if [[ " ${missing[*]} " == *" kea-dhcp4-server "* ]]; then
+        service kea-dhcp4-server stop >/dev/null 2>&1 || true
+        systemctl disable kea-dhcp4-server >/dev/null 2>&1 || true
+        update-rc.d kea-dhcp4-server disable >/dev/null 2>&1 || true
     fi
 fi
 

@@ -29,8 +29,9 @@ class NatsServer:
     take the bus away and bring it back.
     """
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, config: Path | None = None) -> None:
         self.store = store
+        self.config = config  # a config file (users, TLS) on top of the flags below
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.log = store / "nats.log"
@@ -54,6 +55,7 @@ class NatsServer:
                 str(self.store),
                 "-l",
                 str(self.log),
+                *(["-c", str(self.config)] if self.config else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -34,6 +34,8 @@ from metalbus.shared.commands import (
     ping,
     status,
 )
+from metalbus.shared.contract import devices as dv
+from metalbus.shared.contract import machines as m
 from metalbus.shared.contract.api import Role, TokenCreated, TokenRevoked
 from metalbus.shared.errors import ERRORS_BY_CODE
 from metalbus.shared.events import EVENT_TYPES, EventPayload, new_event
@@ -237,6 +239,20 @@ def test_every_schema_is_a_valid_json_schema(doc: dict[str, Any]) -> None:
 
 # -- real messages validate against the document --------------------------------------------
 
+_MACHINE = m.MachineInfo(
+    system_id="4y3h7n", hostname="node1", domain="maas", status=m.MachineStatus.NEW,
+    architecture="amd64/generic", cores=4, memory=8192, storage=0, zone="default",
+    pool="default", tags=[], owner=None, macs=["52:54:00:00:00:01"], power_driver="ipmi",
+    pod_id=None, vm_id=None,
+)  # fmt: skip
+_NAMED = m.NamedObject(id=1, name="default", description="")
+_DEVICE = dv.DeviceInfo(
+    system_id="8k2p4q", hostname="printer", domain="maas", description="printer",
+    parent="4y3h7n", zone="default", tags=[],
+    addresses=[dv.DeviceAddress(mac="52:54:00:00:00:02", ip_assignment=dv.IpAssignment.STATIC,
+                                ip="10.0.0.9")],
+)  # fmt: skip
+
 EXAMPLE_PAYLOADS: list[EventPayload] = [
     TokenCreated(token_id="0123456789ab", name="ci", role=Role.OPERATOR),
     TokenCreated(
@@ -247,6 +263,27 @@ EXAMPLE_PAYLOADS: list[EventPayload] = [
         created_by="ba9876543210",
     ),
     TokenRevoked(token_id="0123456789ab", revoked_by=None),
+    *(event(machine=_MACHINE) for event in (m.MachineUpdated, m.MachineDeleted)),
+    m.MachineCreated(machine=_MACHINE, cause="enlisted"),
+    m.MachineStatusChanged(
+        system_id="4y3h7n",
+        previous=m.MachineStatus.NEW,
+        status=m.MachineStatus.COMMISSIONING,
+        action="commission",
+    ),
+    m.MachineFlowStep(system_id="4y3h7n", flow="commission", step="power_on", detail="on"),
+    m.MachineBootProgress(
+        system_id="4y3h7n",
+        status=m.MachineStatus.DEPLOYING,
+        progress="kernel fetched",
+        filename="ephemeral/amd64/vmlinuz",
+        via="tftp",
+        mac="52:54:00:00:00:01",
+    ),
+    *(e(zone=_NAMED) for e in (m.ZoneCreated, m.ZoneUpdated, m.ZoneDeleted)),
+    *(e(pool=_NAMED) for e in (m.PoolCreated, m.PoolUpdated, m.PoolDeleted)),
+    dv.DeviceCreated(device=_DEVICE, cause="discovered"),
+    *(e(device=_DEVICE) for e in (dv.DeviceUpdated, dv.DeviceDeleted)),
 ]
 
 

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from metalbus.shared import subjects
+from metalbus.shared import bus_auth, subjects
 from tests.helpers import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +75,10 @@ def test_make_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         api_url = re.search(r"API\s+(http://\S+)/api/v1", text).group(1)  # type: ignore[union-attr]
         token = re.search(r"admin token\s+(mb_\S+)", text).group(1)  # type: ignore[union-attr]
         assert not (checkout / "var" / "admin-token").exists()  # shown once, not left on disk
+        # Secure by default: a NATS user per service, its passwords readable by the owner only
+        # (tests/security/test_bus_auth.py checks the permissions and the reuse).
+        credentials = checkout / "var" / bus_auth.CREDENTIALS_FILE
+        assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
 
         state = json.loads((checkout / "var" / "state.json").read_text())
         assert set(state["services"]) == set(subjects.SERVICES)

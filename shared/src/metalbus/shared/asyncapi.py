@@ -358,7 +358,7 @@ def _reply_channel(command: Command[Any, Any], message: str) -> dict[str, Any]:
         "address": None,
         "title": f"reply to {command.service} {command.action}",
         "description": "The requester's inbox: the reply subject NATS sets on the request "
-        "(`_INBOX.<id>`), so the address is only known at run time.",
+        "(`_INBOX_<service>.<id>`), so the address is only known at run time.",
         "messages": {
             "response": _ref("components", "messages", message),
             "error": _ref("components", "messages", ERROR_MESSAGE),

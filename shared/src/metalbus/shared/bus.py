@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -97,11 +98,14 @@ class Bus:
         user: str | None = None,
         password: str | None = None,
         creds_file: str | None = None,
+        tls: ssl.SSLContext | None = None,
         connect_deadline: float = 30.0,
     ) -> Bus:
         """Connect, retrying the first connection until ``connect_deadline`` seconds pass.
 
-        After the first connection the client reconnects forever on its own.
+        After the first connection the client reconnects forever on its own. Replies come
+        back on ``_INBOX_<service>`` so a NATS user per service can be limited to its own
+        replies (see :mod:`metalbus.shared.bus_auth`).
 
         Raises:
             ServiceUnavailable: no server could be reached before the deadline.
@@ -137,6 +141,8 @@ class Bus:
                         user=user,
                         password=password,
                         user_credentials=creds_file,
+                        tls=tls,
+                        inbox_prefix=subjects.inbox_prefix(service),
                         disconnected_cb=disconnected,
                         reconnected_cb=reconnected,
                         error_cb=error,

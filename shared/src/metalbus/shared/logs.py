@@ -67,3 +67,6 @@ def setup_logging(service: str, instance: str, level: str = "INFO", fmt: str = "
     root.setLevel(level)
     # The NATS client logs every reconnect attempt at ERROR; our own callbacks say it once.
     logging.getLogger("nats").setLevel(logging.CRITICAL)
+    # httpx logs every request's full URL at INFO; a webhook URL's path or query can be a
+    # receiver's credential, so only its warnings get through.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

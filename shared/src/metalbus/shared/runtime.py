@@ -38,6 +38,7 @@ from metalbus.shared.tasks import cancel_all
 
 from . import __version__, telemetry
 from .bus import Bus, Handler, StreamSettings
+from .bus_auth import client_tls
 from .commands import Command, Empty, Pong, ReadinessCheck, ServiceStatus, ping, status
 from .db import Database
 from .events import utcnow
@@ -133,6 +134,7 @@ class ServiceRuntime:
             user=s.nats_user,
             password=s.nats_password.get_secret_value() if s.nats_password else None,
             creds_file=s.nats_creds_file,
+            tls=client_tls(s.nats_tls_ca_file, s.nats_tls_cert_file, s.nats_tls_key_file),
         )
         await self.bus.ensure_stream(
             self.name,
@@ -294,7 +296,15 @@ async def serve_until_signalled(
     if manage_runtime:
         await runtime.start()
     server = EmbeddedServer(
-        uvicorn.Config(http_app, host=host, port=port, log_config=None, access_log=False)
+        uvicorn.Config(
+            http_app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            ssl_certfile=runtime.settings.http_tls_cert_file,
+            ssl_keyfile=runtime.settings.http_tls_key_file,
+        )
     )
     http = asyncio.create_task(server.serve())
     stopped = asyncio.create_task(stop.wait())

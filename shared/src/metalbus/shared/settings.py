@@ -11,7 +11,7 @@ import os
 import socket
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,13 @@ class ServiceSettings(BaseSettings):
     nats_user: str | None = Field(None, description="NATS user name")
     nats_password: SecretStr | None = Field(None, description="NATS password (secret)")
     nats_creds_file: str | None = Field(None, description="NATS .creds file (JWT + nkey)")
+    nats_tls_ca_file: str | None = Field(
+        None, description="CA (PEM) that signed the NATS server's certificate: connect with TLS"
+    )
+    nats_tls_cert_file: str | None = Field(
+        None, description="client certificate (PEM) for NATS servers that verify clients"
+    )
+    nats_tls_key_file: str | None = Field(None, description="private key of nats_tls_cert_file")
     database_url: str = Field(
         "sqlite:///./var/metalbus.db",
         description="sqlite:///path or postgresql://user@host/db",
@@ -39,6 +46,10 @@ class ServiceSettings(BaseSettings):
     database_schema: str | None = Field(
         None, description="PostgreSQL schema for this service's tables (one schema per service)"
     )
+    http_tls_cert_file: str | None = Field(
+        None, description="certificate (PEM) to serve this service's HTTP over TLS"
+    )
+    http_tls_key_file: str | None = Field(None, description="private key of http_tls_cert_file")
     health_host: str = "127.0.0.1"
     health_port: int = Field(8080, ge=0, le=65535)
     instance_id: str = Field(default_factory=default_instance_id)
@@ -58,6 +69,12 @@ class ServiceSettings(BaseSettings):
     otel_endpoint: str | None = Field(
         None, description="OTLP/HTTP endpoint when otel_exporter=otlp"
     )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServiceSettings:
+        if bool(self.http_tls_cert_file) != bool(self.http_tls_key_file):
+            raise ValueError("http_tls_cert_file and http_tls_key_file go together")
+        return self
 
     @field_validator("database_url")
     @classmethod

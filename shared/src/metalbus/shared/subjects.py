@@ -33,6 +33,11 @@ def command_subject(service: str, action: str) -> str:
     return f"{ROOT}.cmd.{_check('service', service)}.{_check('action', action)}"
 
 
+def service_commands(service: str) -> str:
+    """Wildcard matching every command a service serves (``metalbus.cmd.ipam.*``)."""
+    return f"{ROOT}.cmd.{_check('service', service)}.*"
+
+
 def event_subject(service: str, entity: str, event: str) -> str:
     """Subject an event is published on, e.g. ``metalbus.evt.ipam.subnet.created``."""
     return (
@@ -67,6 +72,11 @@ def entity_events(service: str, entity: str) -> str:
 
 
 ALL_EVENTS: Final = f"{ROOT}.evt.>"
+
+
+def inbox_prefix(service: str) -> str:
+    """Prefix of the reply subjects of a service's requests (its NATS user reads only those)."""
+    return f"_INBOX_{service}"
 
 
 def stream_name(service: str) -> str:
