@@ -219,6 +219,7 @@ async def test_active_discovery_subnets_are_scanned_on_a_schedule(
 async def test_a_routed_subnet_is_swept_with_pings_inside_the_subnet_only(
     stack: Stack, link: Link, routed: str
 ) -> None:
+    subnet = await stack.subnet(ROUTED)  # ipam knows the routed network
     await stack.start_discovery(
         interfaces=[link.host], scan_rate_pps=2000, scan_reply_wait_s=0.3, scan_max_addresses=64
     )
@@ -242,6 +243,16 @@ async def test_a_routed_subnet_is_swept_with_pings_inside_the_subnet_only(
     assert [(a.ip, a.interface) for a in answers] == [(h, link.host) for h in expected]
     # The router's MAC answers for none of them: no neighbour is made of a ping answer.
     assert not [e for e in stack.seen(d.NeighbourNew) if e.ip.startswith("10.213.20.")]
+
+    async def recorded() -> list[tuple[str, c.AddressType, str | None]] | None:
+        page = await stack.call(c.ADDRESS_LIST, subnet_id=subnet.id, limit=100)
+        found = sorted(((a.ip, a.alloc_type, a.mac) for a in page.items), key=lambda r: r[0])
+        return found if len(found) >= len(expected) else None
+
+    # Each answer counts as used in ipam: discovered, with no MAC (it came through a router).
+    assert await async_wait_for(recorded, 10, "ipam to record the answers") == [
+        (h, c.AddressType.DISCOVERED, None) for h in sorted(expected)
+    ]
 
     # Through an interface the route does not use, or next to the routed /24 (only the
     # default route goes there): refused.

@@ -22,7 +22,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from metalbus.shared.contract.boot import LeaseCommitted, LeaseEnded
-from metalbus.shared.contract.discovery import NeighbourCleared, NeighbourObservation
+from metalbus.shared.contract.discovery import (
+    HostAnswered,
+    NeighbourCleared,
+    NeighbourObservation,
+)
 from metalbus.shared.contract.ipam import AddressAllocated, AddressType
 from metalbus.shared.errors import NotFound, ValidationFailed
 from metalbus.shared.events import EVENT_TYPES, RawEvent, utcnow
@@ -65,7 +69,7 @@ async def _add(
     subnet: SubnetRow,
     ip: str,
     kind: AddressType,
-    mac: str,
+    mac: str | None,
     hostname: str | None = None,
     lease_expires_at: datetime | None = None,
 ) -> None:
@@ -160,6 +164,24 @@ def neighbour_consumer(rt: ServiceRuntime, settings: IpamSettings):  # type: ign
             existing.mac = payload.mac  # the address moved to another MAC
             existing.updated_at = utcnow()
             session.add(existing)
+
+    return apply
+
+
+def answered_host_consumer(rt: ServiceRuntime, settings: IpamSettings):  # type: ignore[no-untyped-def]
+    """Apply discovery's ping-scan answers: an address that answers is in use, though its
+    MAC is unknown (the answer came through a router). Anything already recorded stays."""
+
+    async def apply(session: AsyncSession, event: RawEvent) -> None:
+        payload = _payload(event)
+        if not isinstance(payload, HostAnswered):
+            return
+        subnet = await _locked_subnet_of(session, payload.ip)
+        if subnet is None:
+            return
+        value = int(ipaddress.ip_address(payload.ip))
+        if await address_row(session, subnet.id or 0, value) is None:
+            await _add(session, settings, subnet, payload.ip, AddressType.DISCOVERED, None)
 
     return apply
 

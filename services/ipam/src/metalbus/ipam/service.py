@@ -16,7 +16,7 @@ from metalbus.shared.runtime import ServiceDefinition, ServiceRuntime, run_servi
 
 from . import subnets, topology
 from .addresses import Allocator
-from .feeds import housekeeping, lease_consumer, neighbour_consumer
+from .feeds import answered_host_consumer, housekeeping, lease_consumer, neighbour_consumer
 from .models import FabricRow, SpaceRow, VlanRow
 from .settings import IpamSettings
 from .store import fabric_public, get_row, page_of, space_public, vlan_public
@@ -108,6 +108,12 @@ async def setup(rt: ServiceRuntime) -> None:
         "neighbours",
         neighbour_consumer(rt, settings),
         filter_subject=subjects.entity_events("discovery", "neighbour"),
+    )
+    rt.consumer(
+        "discovery",
+        "answered-hosts",
+        answered_host_consumer(rt, settings),
+        filter_subject=subjects.entity_events("discovery", "host"),
     )
     rt.background(housekeeping(rt, settings, allocator.forget_request_keys))
 
