@@ -439,6 +439,18 @@ async def test_make_known_as_device_and_as_interface(api: ApiUnderTest, discover
     assert (dynamic["ip"], dynamic["address_id"]) == (None, None)
     assert "10.213.9.44" not in await ipam_ips(api)
 
+    # Its MAC is known all the same (discovery follows the api's devices), its IP is not:
+    # it leaves the MAC-unknown list and stays on the IP-unknown one.
+    async def mac_unknown_ips() -> set[str]:
+        page = await call(api, "GET", "/discovery/discoveries", params={"unknown": "mac"})
+        return {d["ip"] for d in page["items"]}
+
+    async def mac_now_known() -> bool:
+        return not await mac_unknown_ips()
+
+    await async_wait_for(mac_now_known, 10, "the dynamic device's MAC known to discovery")
+    assert await unknown() == {"10.213.9.44"}
+
     # Deleting the machine releases the address made known for it.
     await call(api, "DELETE", f"/machines/{machine['system_id']}", expect=204)
     assert "10.213.9.42" not in await ipam_ips(api)

@@ -51,7 +51,7 @@ GRANTS: Mapping[str, Grant] = {
     "compose": Grant(sends=("ipam",)),
     "boot": Grant(sends=("ipam",), consumes=("ipam",)),
     "power": Grant(),
-    "discovery": Grant(sends=("ipam",), consumes=("boot",)),
+    "discovery": Grant(sends=("ipam",), consumes=("boot", "api")),
 }
 
 

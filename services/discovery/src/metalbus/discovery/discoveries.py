@@ -4,7 +4,9 @@ For one page the service asks ipam for its subnets (``subnet_list``, every page)
 distinct address and MAC of the page, for the addresses in use (``address_list`` with
 ``ip=`` / ``mac=``). An address is *known* when ipam has it assigned (auto, sticky or
 user-reserved): a DISCOVERED record (ipam's copy of our own observation) or a DHCP lease
-does not make it known. A MAC is known when it is on such an assigned address.
+does not make it known. A MAC is known when it is on such an assigned address, or on an
+interface of a machine or device the api has (``inventory``: a device with a dynamic address
+has nothing in ipam).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from metalbus.shared.db import Database
 from metalbus.shared.errors import NotFound
 from metalbus.shared.events import as_utc
 
+from .inventory import known_macs
 from .models import MdnsNameRow, NeighbourRow
 from .oui import VendorTable
 
@@ -101,6 +104,7 @@ class Discoveries:
                         .order_by(NAMES.c.last_seen)
                     )
                 ).all()
+                on_interfaces = await known_macs(conn, macs)
             hostnames = {r.ip: r.hostname for r in named}  # the latest name wins
             ip_known = dict(
                 zip(
@@ -121,7 +125,8 @@ class Discoveries:
                 )
             )
             for row, holder in joined:
-                found = _discovery(row, holder, ip_known[row.ip], mac_known[row.mac], self.vendors)
+                mac_is_known = mac_known[row.mac] or row.mac.lower() in on_interfaces
+                found = _discovery(row, holder, ip_known[row.ip], mac_is_known, self.vendors)
                 found.hostname = hostnames.get(row.ip)
                 if _wanted(found, request.unknown):
                     items.append(found)

@@ -71,6 +71,30 @@ class ScanRow(SQLModel, table=True):
     )
 
 
+class InventoryMacRow(SQLModel, table=True):
+    """A MAC on an interface of a machine or device the api knows (from the api's events).
+
+    A device made known with a dynamic (DHCP) address leaves nothing in ipam, so ipam alone
+    cannot say its MAC is known; this table can. ``owner`` is ``machine:<system_id>`` or
+    ``device:<system_id>``.
+    """
+
+    __tablename__ = "discovery_inventory_mac"
+    __table_args__ = (
+        UniqueConstraint("owner", "mac", name="uq_discovery_inventory_mac"),
+        Index("ix_discovery_inventory_mac_mac", "mac"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner: str = Field(max_length=80)
+    mac: str = Field(max_length=17)
+
+
 DISCOVERY_TABLES = frozenset(
-    {NeighbourRow.__tablename__, MdnsNameRow.__tablename__, ScanRow.__tablename__}
+    {
+        NeighbourRow.__tablename__,
+        MdnsNameRow.__tablename__,
+        ScanRow.__tablename__,
+        InventoryMacRow.__tablename__,
+    }
 )

@@ -24,6 +24,7 @@ from .capture import CaptureMetrics, Listener
 from .dhcp import DhcpProber
 from .discoveries import Discoveries, ipam_subnets
 from .frames import Sighting
+from .inventory import inventory_consumer
 from .leases import lease_consumer
 from .neighbours import NeighbourTable
 from .scan import Scanner
@@ -124,6 +125,7 @@ async def setup(rt: ServiceRuntime) -> None:
         lease_consumer(service.table),
         filter_subject=subjects.entity_events("boot", "lease"),
     )
+    rt.consumer("api", "inventory", inventory_consumer())
     rt.command(contract.DHCP_PROBE, service.dhcp.probe)
     rt.command(contract.DISCOVERY_LIST, service.discoveries.list)
     rt.command(contract.DISCOVERY_CLEAR, service.clear)
