@@ -7,10 +7,11 @@ import importlib
 import os
 import re
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from metalbus.shared import subjects
 from metalbus.shared.runtime import ServiceDefinition, ServiceRuntime, health_app
@@ -49,9 +50,22 @@ def service_of_variable(name: str) -> str | None:
     return None
 
 
+@contextmanager
+def exactly_this_environment(env: dict[str, str]) -> Iterator[None]:
+    """os.environ is ``env`` and nothing else inside the block, restored after it."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def settings_from(service: str, env: dict[str, str]) -> ServiceSettings:
     """The settings the service would build from exactly this environment."""
-    with mock.patch.dict(os.environ, env, clear=True):
+    with exactly_this_environment(env):
         return settings_type(service)()
 
 
